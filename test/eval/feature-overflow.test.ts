@@ -25,6 +25,7 @@ import { FeatureOverflowCheck } from '../../src/eval/feature-overflow';
 import { TINY, memoryFactories, toyImages } from './helpers';
 import { squares } from './seg-helpers';
 import { encode, picture, write } from '../data/helpers';
+import { reText } from '../regexp-text';
 
 torch.setNumThreads(1);
 
@@ -42,7 +43,10 @@ function writeOverflowingEncoder(dir: string): string {
   return path;
 }
 
-const overflow = (weights: string) => ({ name: 'CheckpointError', message: new RegExp(`^${weights}: its outputs overflow float32: .*non-finite features`) });
+const overflow = (weights: string) => ({
+  name: 'CheckpointError',
+  message: new RegExp(`^${reText(weights)}: its outputs overflow float32: .*non-finite features`),
+});
 
 test('knn, linprobe, segprobe and embed refuse an encoder whose features overflow, naming it, and write no result', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-overflow-'));

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadTensors, readSafetensorsHeader } from '../../src/io';
 import { memoryStats } from '../../src/torch';
+import { reText } from '../regexp-text';
 
 const PY = '/usr/bin/python3';
 const SCRIPT = join(__dirname, '..', '..', '..', 'scripts', 'pytorch_file_make.py');
@@ -68,14 +69,14 @@ test('refused with the file named: truncated, damaged, not contiguous, compresse
   const cut = join(root, 'cut.pth');
   copyFileSync(join(root, 'checkpoint.pth'), cut);
   truncateSync(cut, statSync(cut).size - 300);
-  assert.throws(() => readSafetensorsHeader(cut), new RegExp(`${cut}: .*(truncated|ends early|outside)`));
+  assert.throws(() => readSafetensorsHeader(cut), new RegExp(`${reText(cut)}: .*(truncated|ends early|outside)`));
 
   const damaged = join(root, 'damaged.pth');
   const bytes = readFileSync(join(root, 'checkpoint.pth'));
   const pickleStart = bytes.indexOf(Buffer.from([0x80, 0x02]), bytes.indexOf('data.pkl'));
   bytes[pickleStart + 40] ^= 0x20;
   writeFileSync(damaged, bytes);
-  assert.throws(() => readSafetensorsHeader(damaged), new RegExp(`${damaged}: .*data\\.pkl does not match its CRC-32`));
+  assert.throws(() => readSafetensorsHeader(damaged), new RegExp(`${reText(damaged)}: .*data\\.pkl does not match its CRC-32`));
 
   const made = (name: string, code: string): string => {
     const p = join(root, name);
@@ -90,7 +91,10 @@ test('refused with the file named: truncated, damaged, not contiguous, compresse
   );
   assert.throws(() => readSafetensorsHeader(deflated), /is compressed \(method 8\); torch\.save stores its entries uncompressed/);
   const legacy = made('legacy.pth', "torch.save({'w': torch.ones(2)}, sys.argv[1], _use_new_zipfile_serialization=False)");
-  assert.throws(() => readSafetensorsHeader(legacy), new RegExp(`${legacy}: a torch\\.save file in the format before PyTorch 1\\.6 \\(not a zip archive\\)`));
+  assert.throws(
+    () => readSafetensorsHeader(legacy),
+    new RegExp(`${reText(legacy)}: a torch\\.save file in the format before PyTorch 1\\.6 \\(not a zip archive\\)`),
+  );
   // a storage type named like an Object.prototype member was taken for a dtype (the function Object)
   const ctor = made(
     'ctor.pth',
@@ -101,7 +105,7 @@ test('refused with the file named: truncated, damaged, not contiguous, compresse
   const sparse = made('sparse.pth', "torch.save({'w': torch.ones(2), 'adj': torch.eye(3).to_sparse()}, sys.argv[1])");
   assert.throws(
     () => readSafetensorsHeader(sparse),
-    new RegExp(`${sparse}: tensor "adj" is saved through torch\\._utils\\._rebuild_sparse_tensor .*save it as a dense tensor`),
+    new RegExp(`${reText(sparse)}: tensor "adj" is saved through torch\\._utils\\._rebuild_sparse_tensor .*save it as a dense tensor`),
   );
   const noWeights = made('no-weights.pth', "torch.save({'epoch': 3, 'args': {'lr': 0.1}}, sys.argv[1])");
   assert.throws(() => readSafetensorsHeader(noWeights), /without a state dict: its top-level keys are "epoch", "args"/);
@@ -132,7 +136,10 @@ test("a tensor whose bytes do not match its storage's CRC-32 is refused when loa
   };
   const whole = flipped('cls_token', (o) => o + 5);
   assert.doesNotThrow(() => readSafetensorsHeader(whole), 'the header does not read the weights');
-  assert.throws(() => loadTensors(whole), new RegExp(`${whole}: tensor 'cls_token': its storage data/\\d+ does not match its CRC-32: the file is damaged`));
+  assert.throws(
+    () => loadTensors(whole),
+    new RegExp(`${reText(whole)}: tensor 'cls_token': its storage data/\\d+ does not match its CRC-32: the file is damaged`),
+  );
   // view_a is elements 3..10 of a 40-element storage: element 35 is outside it
   const beside = flipped('view_a', (o) => o - 3 * 4 + 35 * 4);
   assert.throws(() => loadTensors(beside), /tensor 'view_(a|b)': its storage data\/\d+ does not match its CRC-32/);
@@ -159,7 +166,7 @@ test('a state dict whose names view one storage hundreds of times is refused at 
   execFileSync(PY, ['-c', "import sys, torch; big = torch.zeros(262144); torch.save({f'w{i}': big for i in range(400)}, sys.argv[1])", path]);
   assert.throws(
     () => readSafetensorsHeader(path),
-    new RegExp(`^CheckpointError: ${path}: its 400 tensors view 419430400 bytes of a \\d+-byte file: many names over the same storage`),
+    new RegExp(`^CheckpointError: ${reText(path)}: its 400 tensors view 419430400 bytes of a \\d+-byte file: many names over the same storage`),
   );
   // tied weights (a few names over one storage) are read
   execFileSync(PY, ['-c', "import sys, torch; w = torch.ones(4, 2); torch.save({'embed.weight': w, 'head.weight': w}, sys.argv[1])", path]);

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { LOCK_FILE, RunInUseError, RunLock } from '../../src/run/run-lock';
+import { reText } from '../regexp-text';
 
 const holder = (pid: number, host = hostname()) => JSON.stringify({ pid, host, since: '2026-12-03T00:00:00.000Z' });
 
@@ -52,10 +53,7 @@ test('a run folder has one writer: a second is refused while the first lives; a 
 
     // another machine: its process cannot be checked from here
     writeFileSync(lockPath, holder(12345, 'other-host'));
-    assert.throws(
-      () => RunLock.acquire(dir),
-      new RegExp(`process 12345 on host other-host.*if that process is gone, delete ${lockPath.replace(/[.]/g, '\\.')}`),
-    );
+    assert.throws(() => RunLock.acquire(dir), new RegExp(`process 12345 on host other-host.*if that process is gone, delete ${reText(lockPath)}`));
     assert.ok(existsSync(lockPath), "another host's lock is left in place");
   } finally {
     rmSync(dir, { recursive: true, force: true });

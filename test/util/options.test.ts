@@ -20,6 +20,7 @@ import {
   resolveOptions,
 } from '../../src/util/options';
 import { PRETRAIN_OPTIONS, modelConfigFrom, validatePretrain } from '../../src/train/pretrain-options';
+import { reText } from '../regexp-text';
 
 const TABLE = defineOptions({
   seed: { type: 'int', default: 0, help: 'seed' },
@@ -268,10 +269,7 @@ test('a config file that sets one option twice (out_dir and out-dir) is refused,
   try {
     const file = join(dir, 'c.json');
     writeFileSync(file, JSON.stringify({ outDir: 'a', 'out-dir': 'b' }));
-    assert.throws(
-      () => readConfigFile(file),
-      new RegExp(`option 'outDir': ${file.replace(/[.]/g, '\\.')} sets it twice, as 'outDir' and as 'out-dir': keep one`),
-    );
+    assert.throws(() => readConfigFile(file), new RegExp(`option 'outDir': ${reText(file)} sets it twice, as 'outDir' and as 'out-dir': keep one`));
     writeFileSync(file, JSON.stringify({ out_dir: 'a', seed: 1 }));
     assert.deepEqual(readConfigFile(file), { outDir: 'a', seed: 1 });
     // one key written twice, as YAML refuses it ('Map keys must be unique'): JSON.parse kept the last silently
@@ -383,7 +381,7 @@ test('a bad value from a config file is named as written there, with the file; t
     const cfg = join(dir, 'run.yaml');
     // an unknown key, a bad value, and a check across options (warmupEpochs below epochs): each names the key as written in run.yaml
     writeFileSync(cfg, 'seed: 1\nbogus_key: 1\n');
-    assert.match(stderrOf('--config', cfg), new RegExp(`^semaim: option bogus_key in ${cfg}: unknown option \\(known: model, `));
+    assert.match(stderrOf('--config', cfg), new RegExp(`^semaim: option bogus_key in ${reText(cfg)}: unknown option \\(known: model, `));
     writeFileSync(cfg, 'max-image-pixels: -1\n');
     assert.equal(stderrOf('--config', cfg), `semaim: option max-image-pixels in ${cfg}: must be >= 0, got -1\n`);
     writeFileSync(cfg, 'epochs: 10\nwarmupEpochs: 12\n');
@@ -403,7 +401,7 @@ test('a bad value from a config file is named as written there, with the file; t
     for (const text of ['img_size: ~\n', 'img_size:\n', 'img_size: null\n']) {
       writeFileSync(cfg, `${text}bogus_key: 1\n`);
       assert.equal(stderrOf('--config', cfg), `semaim: option img_size in ${cfg}: has no value (null): give one, or leave the key out for its default (224)\n`);
-      assert.match(stderrOf('--config', cfg, '--img-size', '32'), new RegExp(`^semaim: option img_size in ${cfg}: has no value \\(null\\)`));
+      assert.match(stderrOf('--config', cfg, '--img-size', '32'), new RegExp(`^semaim: option img_size in ${reText(cfg)}: has no value \\(null\\)`));
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
