@@ -19,9 +19,10 @@ export LIBTORCH="$TORCH_DIR"
 echo "== $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi')"
 echo "== torch $($PY -c 'import torch;print(torch.__version__, torch.version.cuda)') at $TORCH_DIR; node $(node --version)"
 node native/find-libtorch.js
+# `|| return 1`: called as `if ! time build`, set -e does not apply inside it, and a failed gen-ops went unnoticed
 build() {
   if [ -f node_modules/node-gyp/bin/node-gyp.js ]; then
-    node native/gen-ops.js  # the op glue from native/ops.yaml (node-gyp does not make it)
+    node native/gen-ops.js || return 1 # the op glue from native/ops.yaml (node-gyp does not make it)
     node node_modules/node-gyp/bin/node-gyp.js rebuild -j "$(nproc)"
   else
     bash scripts/build-addon.sh
