@@ -94,6 +94,7 @@ function runStepAsync(args: string[]): Promise<StepResult> {
     c.stderr.on('data', (b: Buffer) => {
       err += b.toString();
     });
+    c.on('error', (e) => reject(new Error(`${process.execPath} ${WORKER}: cannot start: ${e.message}`)));
     c.on('close', (code) => (code === 0 ? resolve(lastJson(out)) : reject(new Error(err))));
   });
 }

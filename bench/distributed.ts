@@ -127,12 +127,18 @@ function commandOf(r: Run): [string, string[]] {
     : [PY, [path.join(ROOT, 'bench', 'distributed_torch.py'), ...common]];
 }
 
+/** Starts a process with its stdout and stderr piped. */
+function spawnPiped(cmd: string, args: string[], env: NodeJS.ProcessEnv) {
+  return spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+}
+
 /** Runs one configuration: every rank in its own process with torchrun's variables; rank 0's result. */
 async function runOnce(r: Run): Promise<Result[]> {
   const [cmd, args] = commandOf(r);
   const port = await freePort();
   const env = { ...process.env, OMP_NUM_THREADS: String(threads) };
   const children: ChildProcess[] = [];
+  let failed = false;
   const outs = await Promise.all(
     Array.from(
       { length: r.procs },
@@ -140,24 +146,30 @@ async function runOnce(r: Run): Promise<Result[]> {
         new Promise<Result>((resolve, reject) => {
           // a rank that failed leaves the others waiting in a collective until Gloo's timeout: stop them
           const fail = (e: Error) => {
+            failed = true;
             for (const c of children) signalChild(c, 'SIGKILL');
             reject(e);
           };
-          const child = spawn(cmd, args, {
-            stdio: ['ignore', 'pipe', 'pipe'],
-            env:
-              r.procs > 1
-                ? {
-                    ...env,
-                    RANK: String(rank),
-                    LOCAL_RANK: String(rank),
-                    WORLD_SIZE: String(r.procs),
-                    LOCAL_WORLD_SIZE: String(r.procs),
-                    MASTER_ADDR: '127.0.0.1',
-                    MASTER_PORT: String(port),
-                  }
-                : env,
-          });
+          if (failed) return reject(new Error(`${r.label}, rank ${rank}: not started, an earlier rank failed`));
+          const rankEnv =
+            r.procs > 1
+              ? {
+                  ...env,
+                  RANK: String(rank),
+                  LOCAL_RANK: String(rank),
+                  WORLD_SIZE: String(r.procs),
+                  LOCAL_WORLD_SIZE: String(r.procs),
+                  MASTER_ADDR: '127.0.0.1',
+                  MASTER_PORT: String(port),
+                }
+              : env;
+          let child: ReturnType<typeof spawnPiped>;
+          try {
+            child = spawnPiped(cmd, args, rankEnv);
+          } catch (e) {
+            // spawn throws (no process, no events) for errors other than ENOENT, EACCES, EAGAIN, EMFILE, ENFILE
+            return fail(new Error(`${r.label}, rank ${rank}: ${cmd}: ${(e as Error).message}`));
+          }
           children.push(child);
           child.on('error', (e) => fail(new Error(`${r.label}, rank ${rank}: ${cmd}: ${e.message}`)));
           let out = '';

@@ -1300,6 +1300,14 @@ function runTarget(target, seed, n, o) {
           }
         }
       });
+      // a child that cannot be started (EAGAIN, ENOMEM) ends this target's run as a finding: no 'exit' follows
+      c.on('error', (e) => {
+        clearTimeout(timer);
+        const what = `harness: cannot start a child process: ${e.message}; cases ${next}..${n - 1} not run`;
+        findings.push({ target, i: next, what });
+        o.log(`FAIL ${target} ${next} ${what}`);
+        resolve({ findings, counts });
+      });
       c.on('exit', (code, signal) => {
         clearTimeout(timer);
         if (current !== null) {
