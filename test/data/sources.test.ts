@@ -5,6 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { userInfo } from 'node:os';
 import { existsSync, statSync, mkdirSync, rmSync, readFileSync, readdirSync, symlinkSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { gzipSync } from 'node:zlib';
@@ -26,7 +27,7 @@ import {
   normalize,
   SHAPES,
 } from '../../src/data';
-import { commitExtraction, fileSha256 } from '../../src/data/sources/cifar';
+import { commitExtraction, defaultDataCache, fileSha256 } from '../../src/data/sources/cifar';
 import { renderSynthetic, syntheticConfig, syntheticLabel } from '../../src/data/sources/synthetic';
 import { uniformImages } from '../../src/data/sources/memory';
 import { sharp, tempDir, write, picture, encode, pngEncode, bmp } from './helpers';
@@ -599,4 +600,22 @@ test('synthetic objects: object scale and background contrast are options (defau
   assert.throws(() => syntheticConfig({ objectScale: [0.3, 0.5] }), /objectScale/);
   assert.throws(() => syntheticConfig({ objectScale: [0.4, 0.3] }), /objectScale/);
   assert.throws(() => syntheticConfig({ backgroundContrast: 1.5 }), /backgroundContrast/);
+});
+
+test('defaultDataCache: an empty SEMAIM_DATA_CACHE or HOME is unset, never the current folder', () => {
+  // Before: '' resolved to the folder the command ran from, which then grew a copy of the extracted dataset.
+  const saved = { cache: process.env.SEMAIM_DATA_CACHE, home: process.env.HOME };
+  const restore = (name: 'SEMAIM_DATA_CACHE' | 'HOME', v: string | undefined) => (v === undefined ? delete process.env[name] : (process.env[name] = v));
+  try {
+    process.env.SEMAIM_DATA_CACHE = '';
+    process.env.HOME = '';
+    const home = userInfo().homedir;
+    assert.ok(home, 'the account has a home in its passwd entry');
+    assert.equal(defaultDataCache(), join(home, '.cache', 'semaim', 'data'));
+    process.env.SEMAIM_DATA_CACHE = '/elsewhere/cache';
+    assert.equal(defaultDataCache(), '/elsewhere/cache');
+  } finally {
+    restore('SEMAIM_DATA_CACHE', saved.cache);
+    restore('HOME', saved.home);
+  }
 });

@@ -6,7 +6,7 @@ import { refuseNonBoolean, refuseUnknownKeys } from '../../util/options';
 import { closeSync, existsSync, lstatSync, openSync, readSync, readdirSync, statSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { basename, join, resolve, dirname } from 'node:path';
-import { homedir } from 'node:os';
+import { homedir, userInfo } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { sharedInt32 } from '../dataset';
 import { MemoryDataset, uniformImages } from './memory';
@@ -159,7 +159,10 @@ export function defaultCifar10Archive(): string {
 
 /** Default cache folder for extracted data ($SEMAIM_DATA_CACHE, else ~/.cache/semaim/data). */
 export function defaultDataCache(): string {
-  return resolve(process.env.SEMAIM_DATA_CACHE ?? join(homedir(), '.cache', 'semaim', 'data'));
+  // an empty variable is an unset one: '' resolved to the current folder, and a cache grew in whatever folder a
+  // command ran from (HOME="" in some containers and service units; the account's home is then the passwd entry's)
+  if (process.env.SEMAIM_DATA_CACHE) return resolve(process.env.SEMAIM_DATA_CACHE);
+  return resolve(homedir() || userInfo().homedir, '.cache', 'semaim', 'data');
 }
 
 /** SHA-256 of a file's content (streamed in 4 MiB reads; CIFAR-10's 19 MB archive takes ~0.1 s). */
