@@ -10,7 +10,7 @@ import { permutation } from './rng';
 import { checkSampleIndex } from './sample-index';
 import { OptionError, checkJobHooks, type HookKind } from '../util/options';
 import { cifar10Jpeg } from './sources/cifar';
-import { imageFolder, imageFiles, hasOtherFolder, splitKind, SPLIT_NAMES } from './sources/folder';
+import { imageFolder, imageFiles, hasOtherFolder, splitKinds, SPLIT_NAMES } from './sources/folder';
 import { syntheticObjects } from './sources/synthetic';
 import {
   pretrainTransforms,
@@ -159,7 +159,7 @@ function makeLoader(ds: Dataset | ShardDataset, opts: LoaderOptions & { shuffleB
  * alone is training data: a test split taken from it would score the model on its own training images.
  */
 function splitFolder(root: string, split: 'train' | 'test'): string {
-  const kind = (name: string) => splitKind(root, name);
+  const kind = splitKinds(root);
   if (split === 'test') {
     if (kind('test') === 'labelled') return join(root, 'test');
     if (kind('val') === 'labelled') return join(root, 'val');

@@ -287,6 +287,19 @@ export function splitKind(root: string, name: string): 'labelled' | 'unlabelled'
   return entries.some((e) => !e.name.startsWith('.') && isFolder(e)) ? 'labelled' : 'unlabelled';
 }
 
+/**
+ * splitKind of `root`'s sub-folders, each listed at most once (a Kaggle test/ holds 100 000 images: its listing
+ * is read once, however many questions a caller asks about it).
+ */
+export function splitKinds(root: string): (name: string) => 'labelled' | 'unlabelled' | 'none' {
+  const known = new Map<string, 'labelled' | 'unlabelled' | 'none'>();
+  return (name) => {
+    let k = known.get(name);
+    if (k === undefined) known.set(name, (k = splitKind(root, name)));
+    return k;
+  };
+}
+
 /** The folder names of a dataset's splits: the test split is test/ or val/. */
 export const SPLIT_NAMES = ['train', 'test', 'val'];
 
@@ -312,8 +325,9 @@ export function hasOtherFolder(root: string): boolean {
  */
 export function splitLayout(root: string): string[] | null {
   if (hasOtherFolder(root)) return null;
-  const present = SPLIT_NAMES.filter((n) => splitKind(root, n) !== 'none');
-  return present.some((n) => splitKind(root, n) === 'labelled') ? present : null;
+  const kind = splitKinds(root);
+  const present = SPLIT_NAMES.filter((n) => kind(n) !== 'none');
+  return present.some((n) => kind(n) === 'labelled') ? present : null;
 }
 
 /**
