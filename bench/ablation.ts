@@ -22,9 +22,9 @@ import { MemoryLabelledData, makeEvalData } from '../src/data';
 import { extractFeatures, extractPooledFeatures, disposeFeatures, FeatureSet } from '../src/eval/features';
 import { knnClassify } from '../src/eval/knn';
 import { linprobeOnFeatures } from '../src/eval/linprobe';
+import { PY, throwIfNotRun } from './python';
 
 const ROOT = path.join(__dirname, '..', '..');
-const PY = process.env.SEMAIM_PYTHON || '/usr/bin/python3';
 const WORKER = path.join(__dirname, 'pretrain_worker.js');
 const TORCH = path.join(ROOT, 'bench', 'pretrain_torch.py');
 
@@ -76,9 +76,7 @@ function lastJson(out: string): StepResult {
 function runStep(side: 'ts' | 'pytorch', args: string[], env: NodeJS.ProcessEnv = {}): StepResult {
   const [cmd, script] = side === 'ts' ? [process.execPath, WORKER] : [PY, TORCH];
   const r = spawnSync(cmd, [script, ...args], { encoding: 'utf8', maxBuffer: 1 << 24, env: { ...process.env, ...env } });
-  // a side that could not run (no such Python: ENOENT; more output than maxBuffer: ENOBUFS) has no status and no stderr
-  if (r.error)
-    throw new Error(`${cmd} ${script} ${args.join(' ')} failed: ${r.error.message}${cmd === PY ? ' (SEMAIM_PYTHON names the Python with torch)' : ''}`);
+  throwIfNotRun(r, [cmd, script, ...args]);
   if (r.status !== 0) throw new Error(`${cmd} ${script} ${args.join(' ')} failed:\n${r.stderr}`);
   return lastJson(r.stdout);
 }

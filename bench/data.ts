@@ -34,6 +34,7 @@ import {
   normalize,
   type Interpolation,
 } from '../src/data';
+import { PY } from './python';
 
 interface Setting {
   name: string;
@@ -78,7 +79,6 @@ if (needArg !== undefined && !(needArg.trim() !== '' && need > 0)) {
   process.stderr.write(`--need=${needArg}: a number of images per second; nothing measured\n`);
   process.exit(2);
 }
-const PY = process.env.SEMAIM_PYTHON || '/usr/bin/python3';
 
 function parseCounts(text: string): number[] {
   const counts = [...new Set(text.split(',').map(Number))].sort((a, b) => a - b);

@@ -22,9 +22,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { freePort } from '../src/dist';
 import { exitUnlessCount } from './count-arg';
 import { signalChild } from '../src/util/signal-child';
+import { PY } from './python';
 
 const ROOT = path.join(__dirname, '..', '..');
-const PY = process.env.SEMAIM_PYTHON || '/usr/bin/python3';
 
 function opt(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);

@@ -13,10 +13,9 @@ import * as path from 'node:path';
 import { TorchServer } from './torch-server';
 import * as torch from '../src/torch';
 import { Tensor, F } from '../src/torch';
+import { PY } from './python';
 
 const ROOT = path.join(__dirname, '..', '..');
-// Debian's python3-torch here; on a GPU host the Python with its CUDA torch (scripts/find-torch-python.sh).
-const PY = process.env.SEMAIM_PYTHON || '/usr/bin/python3';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(name);

@@ -24,9 +24,9 @@ import { FINETUNE_OPTIONS, FeatureSet, ViTClassifier, extractFeatures, finetuneS
 import { jobOptions } from '../src/util/options';
 import { cpuModel, writeBenchmarksSection } from './docs-section';
 import { exitUnlessCount } from './count-arg';
+import { PY } from './python';
 
 const ROOT = path.join(__dirname, '..', '..');
-const PY = process.env.SEMAIM_PYTHON || '/usr/bin/python3';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(name);

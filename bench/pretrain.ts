@@ -44,10 +44,9 @@ import * as torch from '../src/torch';
 import { PHASES } from '../src/semaim/phases';
 import type { PhaseTimes } from '../src/run/phase-timer';
 import { exitUnlessCount } from './count-arg';
+import { PY, throwIfNotRun } from './python';
 
 const ROOT = path.join(__dirname, '..', '..');
-// Debian's python3-torch here; on a GPU host the Python with its CUDA torch (scripts/find-torch-python.sh).
-const PY = process.env.SEMAIM_PYTHON || '/usr/bin/python3';
 
 function opt(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -277,8 +276,7 @@ function workerArgs(c: Config): string[] {
 
 function spawnJSON(cmd: string, args: string[]): Record<string, unknown> {
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 24, env: { ...process.env } });
-  // a side that could not run (no such Python: ENOENT; more output than maxBuffer: ENOBUFS) has no status and no stderr
-  if (r.error) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.error.message}${cmd === PY ? ' (SEMAIM_PYTHON names the Python with torch)' : ''}`);
+  throwIfNotRun(r, [cmd, ...args]);
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (status ${r.status}, signal ${r.signal}):\n${r.stderr}`);
   // Python's json.dumps writes a non-finite float as a bare NaN / Infinity, which JSON does not have: read as null
   // (what JSON.stringify writes for them on the TypeScript side).
