@@ -43,6 +43,18 @@ const LAYOUT = '<root>/{train,test}/images/**/NAME.{jpg,png,...} with <root>/{tr
 
 const stem = (rel: string): string => rel.replace(/\.[^./]+$/, '');
 
+/** A listing's relative paths grouped by their path without the extension (an image's and its mask's shared name). */
+function byStem(files: { length: number; relativePath(i: number): string }): Map<string, string[]> {
+  const groups = new Map<string, string[]>();
+  for (let i = 0; i < files.length; i++) {
+    const rel = files.relativePath(i);
+    const same = groups.get(stem(rel));
+    if (same) same.push(rel);
+    else groups.set(stem(rel), [rel]);
+  }
+  return groups;
+}
+
 function readClasses(root: string, numClasses: number | undefined): string[] {
   const file = join(root, 'classes.txt');
   if (existsSync(file)) {
@@ -83,15 +95,9 @@ export function segFolder(rootIn: string, o: SegFolderOptions): SegSource {
   }
   const classes = readClasses(root, o.numClasses);
   const images = imageFiles(imagesDir, { recursive: true });
-  const maskPaths = new Map<string, string[]>();
+  let maskPaths = new Map<string, string[]>();
   try {
-    const masks = imageFiles(masksDir, { recursive: true, extensions: ['.png'] });
-    for (let i = 0; i < masks.length; i++) {
-      const rel = masks.relativePath(i);
-      const same = maskPaths.get(stem(rel));
-      if (same) same.push(rel);
-      else maskPaths.set(stem(rel), [rel]);
-    }
+    maskPaths = byStem(imageFiles(masksDir, { recursive: true, extensions: ['.png'] }));
   } catch (e) {
     // no mask at all: every image is left out below, and the loader says so; a folder that cannot be read is an error
     // (a sub-folder's too: the listing's error carries the code in its cause, and every mask, listed or not, read as missing)
@@ -102,13 +108,7 @@ export function segFolder(rootIn: string, o: SegFolderOptions): SegSource {
   const listingSkips: { name: string; reason: string; message: string }[] = [];
   // an image pairs with the one mask of its name: images a.jpg and a.png both took the mask a.png (one of
   // them, at least, scored against another image's labels), and masks a.png and a.PNG one at random
-  const imagesOf = new Map<string, string[]>();
-  for (let i = 0; i < images.length; i++) {
-    const rel = images.relativePath(i);
-    const same = imagesOf.get(stem(rel));
-    if (same) same.push(rel);
-    else imagesOf.set(stem(rel), [rel]);
-  }
+  const imagesOf = byStem(images);
   for (let i = 0; i < images.length; i++) {
     const rel = images.relativePath(i);
     const m = maskPaths.get(stem(rel));
