@@ -2,6 +2,7 @@
 // lock whose process is gone (same host) is taken over; one held on another host is left to the user.
 // (The run folder's run.lock, src/run/run-lock.ts, and an output's lock, src/io/outputs.ts.)
 import { createHash } from 'node:crypto';
+import { reText } from './regexp-text';
 import { hostname } from 'node:os';
 import { closeSync, linkSync, lstatSync, openSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
@@ -180,7 +181,7 @@ function take(path: string, mine: string, depth: number): true | Holder {
 
 /** Drafts of `<name>` (and of its takeover markers) whose writer was killed before removing them. */
 function removeDeadDrafts(path: string): void {
-  const name = basename(path).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const name = reText(basename(path));
   for (const f of namesOfDeadProcesses(dirname(path), new RegExp(`^${name}(?:\\.takeover-[0-9a-f]{16})?\\.(\\d+)\\.draft$`)))
     rmSync(join(dirname(path), f), { force: true });
 }

@@ -22,6 +22,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { hostname } from 'node:os';
+import { reText } from './regexp-text';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { quotedPath } from './printable';
 import { heldByAnother, noHardLinks } from './file-lock';
@@ -120,7 +121,7 @@ export function mkdirError(e: unknown): unknown {
 export function removeDeadTemps(path: string): void {
   const dir = dirname(path);
   finishInterruptedCommits(dir);
-  const name = basename(path).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const name = reText(basename(path));
   let dead: string[];
   try {
     dead = namesOfDeadProcesses(dir, new RegExp(`^${name}\\.tmp-(\\d+)-[0-9a-f]+(?:\\.data)?$`));

@@ -25,7 +25,7 @@ import { FeatureOverflowCheck } from '../../src/eval/feature-overflow';
 import { TINY, memoryFactories, toyImages } from './helpers';
 import { squares } from './seg-helpers';
 import { encode, picture, write } from '../data/helpers';
-import { reText } from '../regexp-text';
+import { reText } from '../../src/util/regexp-text';
 
 torch.setNumThreads(1);
 

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadTensors, readSafetensorsHeader } from '../../src/io';
 import { memoryStats } from '../../src/torch';
-import { reText } from '../regexp-text';
+import { reText } from '../../src/util/regexp-text';
 
 const PY = '/usr/bin/python3';
 const SCRIPT = join(__dirname, '..', '..', '..', 'scripts', 'pytorch_file_make.py');

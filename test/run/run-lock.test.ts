@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { LOCK_FILE, RunInUseError, RunLock } from '../../src/run/run-lock';
-import { reText } from '../regexp-text';
+import { reText } from '../../src/util/regexp-text';
 
 const holder = (pid: number, host = hostname()) => JSON.stringify({ pid, host, since: '2026-12-03T00:00:00.000Z' });
 

@@ -20,7 +20,7 @@ import {
   resolveOptions,
 } from '../../src/util/options';
 import { PRETRAIN_OPTIONS, modelConfigFrom, validatePretrain } from '../../src/train/pretrain-options';
-import { reText } from '../regexp-text';
+import { reText } from '../../src/util/regexp-text';
 
 const TABLE = defineOptions({
   seed: { type: 'int', default: 0, help: 'seed' },
