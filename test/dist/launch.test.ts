@@ -15,6 +15,17 @@ import * as torch from '../../src/torch';
 import * as dist from '../../src/dist';
 import { workerScript } from './helpers';
 import { inTempDir } from '../temp-dir';
+import { waitUntilSync } from '../../src/util/sleep-sync';
+
+/** A process's state letter in /proc/<pid>/stat ('T': stopped), '' when it cannot be read. */
+const procState = (pid: number): string => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+  } catch {
+    return '';
+  }
+};
 
 const gloo = dist.distBuildInfo().gloo ? false : 'the addon was built without Gloo';
 const TORCHRUN = '/usr/bin/torchrun';
@@ -360,6 +371,9 @@ test(
       clearInterval(watcher);
       const pid = Number(readFileSync(`${mark}-ready-1`, 'utf8'));
       if (Number.isSafeInteger(pid) && pid > 1) process.kill(pid, 'SIGSTOP'); // (never 0: this whole process group)
+      // the stop takes effect when the worker is next scheduled: on a loaded machine /proc still said running when
+      // the launcher looked, which then had no stopped worker to continue (the test hung, not the launcher)
+      waitUntilSync(10_000, () => /^[Tt]$/.test(procState(pid)));
       process.kill(process.pid, 'SIGTERM');
     }, 10);
     try {
