@@ -149,6 +149,7 @@ fi
 say "done; results in $OUT: $(cd "$OUT" && ls | tr '\n' ' ')"
 # The device tool brings back at most 8 files: everything in one archive, the summaries beside it.
 if [ -z "${KEEP_OUT:-}" ]; then
-  tar -czf /tmp/results.tar.gz -C "$OUT" . && find "$OUT" -mindepth 1 -maxdepth 1 ! -name gpu-ablation.log ! -name ablation.md ! -name object-start.md -exec rm -rf {} + \
-    && mv /tmp/results.tar.gz "$OUT/"
+  archive_dir=$(mktemp -d)
+  tar -czf "$archive_dir/results.tar.gz" -C "$OUT" . && find "$OUT" -mindepth 1 -maxdepth 1 ! -name gpu-ablation.log ! -name ablation.md ! -name object-start.md -exec rm -rf {} + \
+    && mv "$archive_dir/results.tar.gz" "$OUT/" && rmdir "$archive_dir"
 fi
