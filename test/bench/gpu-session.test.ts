@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { inTempDir } from '../temp-dir';
+import { inExecTempDir, inTempDir } from '../temp-dir';
 
 const ROOT = join(__dirname, '..', '..', '..');
 
@@ -77,7 +77,7 @@ test(
 
 test(
   'gpu-session: a lever started near the end of the call is limited to what is left of CALL_LIMIT',
-  inTempDir('semaim-gpu-session-', (dir) => {
+  inExecTempDir('semaim-gpu-session-', (dir) => {
     // A stand-in for timeout(1) that records the limit it was given and reports a timeout at once.
     mkdirSync(join(dir, 'bin'));
     writeFileSync(join(dir, 'bin', 'timeout'), `#!/bin/sh\necho "$1" >> "${join(dir, 'limits')}"\nexit 124\n`, { mode: 0o755 });

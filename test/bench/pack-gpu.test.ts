@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { inTempDir } from '../temp-dir';
+import { inExecTempDir } from '../temp-dir';
 
 const ROOT = join(__dirname, '..', '..', '..');
 
@@ -36,7 +36,7 @@ function pack(dir: string): { status: number | null; stderr: string } {
 
 test(
   'pack-gpu: a source edited or added after the last build is refused before packing (the GPU machine cannot compile it)',
-  inTempDir('semaim-pack-gpu-', (dir) => {
+  inExecTempDir('semaim-pack-gpu-', (dir) => {
     packTree(dir);
     const fresh = pack(dir);
     assert.match(fresh.stderr, /xz reached/, `an up-to-date build goes on to pack:\n${fresh.stderr}`);

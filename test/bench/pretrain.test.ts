@@ -3,9 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { makeExecTempDir } from '../temp-dir';
 
 const SCRIPT = path.join(__dirname, '..', '..', 'bench', 'pretrain.js');
 
@@ -47,7 +47,7 @@ test('bench:pretrain: a side whose losses were not all finite is reported as fai
   // the report then threw on null.toPrecision and every side's numbers were lost; Python's json.dumps
   // writes a bare NaN, which JSON.parse refused ('Unexpected token N'). A stand-in for the PyTorch side
   // answers both ways.
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'semaim-bench-nan-'));
+  const dir = makeExecTempDir('semaim-bench-nan-');
   try {
     const result = (loss: string): string =>
       `{"side": "pytorch", "params": 1, "msPerStep": 1, "minMs": 1, "imgPerSec": 2000, "stepsMs": [1], "cpuMsPerStep": 1, ` +

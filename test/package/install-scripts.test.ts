@@ -8,6 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, sep } from 'node:path';
+import { makeExecTempDir } from '../temp-dir';
 
 const ROOT = resolve(__dirname, '..', '..', '..');
 
@@ -227,7 +228,7 @@ function setupOffDebian(dir: string, finder: string, env: Record<string, string 
 }
 
 test('setup.sh off Debian (no apt-get) builds against the libtorch the addon build finds (a pip PyTorch), else stops with its message', (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'semaim-setup-'));
+  const dir = makeExecTempDir('semaim-setup-');
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   // a pip PyTorch, as the real find-libtorch.js reports one
   const found = setupOffDebian(join(dir, 'pip'), "console.log('/venv/torch/lib');\n");

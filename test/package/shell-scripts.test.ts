@@ -3,9 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { makeExecTempDir } from '../temp-dir';
 
 const SCRIPTS = join(__dirname, '..', '..', '..', 'scripts');
 
@@ -24,7 +24,7 @@ test('every scripts/*.sh and .ci/run parses with bash -n', () => {
 });
 
 test('find-torch-python.sh: a $SEMAIM_PYTHON that is missing or cannot import torch is an error naming it, never another Python in its place', (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'semaim-find-python-'));
+  const dir = makeExecTempDir('semaim-find-python-');
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const noTorch = join(dir, 'python-without-torch');
   writeFileSync(noTorch, '#!/bin/sh\nexit 1\n', { mode: 0o755 });
