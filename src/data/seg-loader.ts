@@ -60,7 +60,15 @@ export class SegLoader implements SegData {
     this.name = source.root;
     this.tally = new SkipTally(`data ${source.root}`, warn);
     for (const s of source.listingSkips) this.tally.add(s);
-    if (source.length === 0) throw new Error(`${quotedPath(source.root)}: no usable sample (${source.listingSkips.length} image(s) without a mask)`);
+    if (source.length === 0) {
+      const skips = source.listingSkips;
+      const byReason = new Map<string, number>();
+      for (const s of skips) byReason.set(s.reason, (byReason.get(s.reason) ?? 0) + 1);
+      const counts = [...byReason].map(([reason, n]) => `${n} ${reason}`).join(', ');
+      throw new Error(
+        `${quotedPath(source.root)}: no usable sample: ${skips.length} image(s) left out (${counts}); first: ${skips[0].name}: ${skips[0].message}`,
+      );
+    }
   }
 
   private pipeline(augment: SegAugment): Pipeline {

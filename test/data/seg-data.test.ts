@@ -389,6 +389,26 @@ test('seg-folder: images a.jpg and a.png sharing the mask a.png, or masks a.png 
   }
 });
 
+test('seg-folder: a folder whose every image is left out says why, by reason, not "without a mask" for an ambiguous one', async () => {
+  const { dir, cleanup } = tempDir('semaim-seg-');
+  try {
+    write(join(dir, 'classes.txt'), 'x\ny\n');
+    const root = join(dir, 'train');
+    write(join(root, 'images', 'a.jpg'), await encode(picture(8, 8, 1), 8, 8, 3, 'jpeg'));
+    write(join(root, 'images', 'a.png'), await encode(picture(8, 8, 2), 8, 8, 3, 'png'));
+    write(join(root, 'masks', 'a.png'), pngEncode(8, 8, 0, 8, new Array<number>(64).fill(1)));
+    write(join(root, 'images', 'b.png'), await encode(picture(8, 8, 3), 8, 8, 3, 'png'));
+    // before: "no usable sample (3 image(s) without a mask)", though two of them have one
+    assert.throws(
+      () => makeSegData({ split: 'train', dataset: 'seg-folder', dataPath: dir, imgSize: 8, seed: 0, warn: () => {} }),
+      (e: Error) =>
+        /no usable sample: 3 image\(s\) left out \(2 mask-ambiguous, 1 no-mask\); first: .*a\.jpg: images /.test(e.message) || assert.fail(e.message),
+    );
+  } finally {
+    cleanup();
+  }
+});
+
 test('seg-folder: clear errors for a wrong layout or a missing class list', () => {
   const { dir, cleanup } = tempDir('semaim-seg-');
   try {
