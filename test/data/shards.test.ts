@@ -1759,10 +1759,21 @@ test('`semaim shards` refuses a dataset root of split folders (train/, val/ of c
     (e: unknown) => e instanceof lib.OptionError && e.key === 'input' && /holds the splits train\/, val\/, not class folders: pack each split/.test(e.detail),
   );
   assert.ok(!existsSync(out));
-  // a split folder itself packs; so does a class-folder set with a class named train beside others
-  write(join(dir, 'extra', '0.jpg'), jpg);
-  await quiet(() => commands.shards.run(['--input', dir, '--output', out]));
-  assert.deepEqual((JSON.parse(readFileSync(join(out, 'index.json'), 'utf8')) as { classes: string[] }).classes, ['extra', 'train', 'val']);
+  // another folder beside them (a zip's __MACOSX/) does not make train/ and val/ classes: the datasets read train/
+  // of such a root as its training split, and packing mixed the splits under the labels 'train' and 'val'
+  write(join(dir, '__MACOSX', '0.jpg'), jpg);
+  await assert.rejects(
+    commands.shards.run(['--input', dir, '--output', out]),
+    (e: unknown) => e instanceof lib.OptionError && /holds the splits train\/, val\/, not class folders/.test(e.detail),
+  );
+  assert.ok(!existsSync(out));
+  // a split folder itself packs; so does a class-folder set with a class named train (of images) beside others
+  const vehicles = join(root, 'vehicles');
+  for (const c of ['bus', 'train']) write(join(vehicles, c, '0.jpg'), jpg);
+  await quiet(() => commands.shards.run(['--input', vehicles, '--output', out]));
+  assert.deepEqual((JSON.parse(readFileSync(join(out, 'index.json'), 'utf8')) as { classes: string[] }).classes, ['bus', 'train']);
+  await quiet(() => commands.shards.run(['--input', join(dir, 'train'), '--output', join(root, 'split-root-train')]));
+  assert.deepEqual((JSON.parse(readFileSync(join(root, 'split-root-train', 'index.json'), 'utf8')) as { classes: string[] }).classes, ['a', 'b']);
 });
 
 test('`semaim shards` refuses an --output with a file or a dangling link on the way as an option error naming --output (as --out-dir is), before any work', async () => {

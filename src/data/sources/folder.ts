@@ -320,11 +320,11 @@ export function hasOtherFolder(root: string): boolean {
 }
 
 /**
- * The split folders of `root` when it is a split layout rather than class folders: every (non-hidden)
- * sub-folder is named train/, test/ or val/, and one of them holds class folders; otherwise null.
+ * The split folders of `root` when it is a split layout rather than class folders: one of train/, test/, val/
+ * holds class folders (other folders beside them, such as __MACOSX/, do not change that: the datasets read
+ * train/ of such a root as its training split); otherwise null.
  */
 export function splitLayout(root: string): string[] | null {
-  if (hasOtherFolder(root)) return null;
   const kind = splitKinds(root);
   const present = SPLIT_NAMES.filter((n) => kind(n) !== 'none');
   return present.some((n) => kind(n) === 'labelled') ? present : null;
