@@ -30,7 +30,10 @@ build() {
 }
 # native/dist.cc with NCCL (the headers of the pip nvidia-nccl package) was compiled only against Debian's
 # libtorch 2.6 before: if that build fails here, the rest of the call still gets an addon, without NCCL.
-if ! time build; then
+# BUILD=0: a later call on a warm machine keeps the addon an earlier call built (the compile takes minutes).
+if [ "${BUILD:-1}" = 0 ] && [ -f build/Release/semaim.node ]; then
+  echo "== build skipped (BUILD=0): the addon an earlier call built"
+elif ! time build; then
   [ "${SEMAIM_NCCL:-}" != 0 ] && grep -q '"nccl": true' <<<"$(node native/find-libtorch.js info)" || exit 1
   echo "== the build with NCCL failed (above); building without it (SEMAIM_NCCL=0)"
   export SEMAIM_NCCL=0

@@ -20,6 +20,11 @@
 # GPU time per kernel ($OUT/kernels-ts-<lever>.md), the phase timer with and without the fused kernels, and
 # the PyTorch step's GPU time per kernel ($OUT/levers.log, kernels.md):
 #   run(command="BENCH=0 LEVERS=1 CALL_LIMIT=285 bash scripts/gpu-session.sh", carry=[".gpu"], timeout_s=300)
+# The fastest --fused set (where it beat none by 1 %) is kept in .tmp/perf-fused, and a PERF=1 call that
+# follows on the still-warm machine takes it as its fused side (PERF_FUSED, given, wins), with the built
+# addon (BUILD=0 keeps it; scripts/gpu-check.sh) and the compiled kernels (.tmp/kernel-cache): call it at once,
+# without a new pack:
+#   run(command="BUILD=0 PERF=1 GPU_TESTS=cuda.test bash scripts/gpu-session.sh", carry=[".gpu"], timeout_s=590)
 # DEVICE=cpu (a dry run without a GPU): the same steps on the CPU with tiny sizes, the CUDA-only lever
 # checked to be refused, and docs/BENCHMARKS.md left alone.
 #   DEVICE=cpu PERF=1 CHECK=0 bash scripts/gpu-session.sh
@@ -54,10 +59,15 @@ if [ -d .gpu/dist ] && { [ ! -d dist ] || [ -f dist/.from-gpu ]; }; then
   rm -rf dist && cp -r .gpu/dist dist && touch dist/.from-gpu
 fi
 export NAPI_INCLUDE=${NAPI_INCLUDE:-$PWD/.gpu/napi-include}
-# The fused kernels NVRTC compiled (10-20 s) in an earlier call of the session come in .gpu/kernel-cache
-# (KERNEL_CACHE=<the folder that call returned> bash scripts/pack-gpu.sh); this call's go back in
-# $OUT/kernel-cache. A cubin is named by the source, GPU and NVRTC version it was compiled for.
-export SEMAIM_KERNEL_CACHE=${SEMAIM_KERNEL_CACHE-$PWD/.gpu/kernel-cache}
+# The fused kernels NVRTC compiled (10-20 s) in an earlier call of the session: kept in .tmp/kernel-cache on a
+# warm machine (the ignored .tmp/ stays between calls; .gpu/ is replaced by each call's carry), else brought in
+# .gpu/kernel-cache (KERNEL_CACHE=<the folder that call returned> bash scripts/pack-gpu.sh); this call's go back
+# in $OUT/kernel-cache. A cubin is named by the source, GPU and NVRTC version it was compiled for.
+if [ -z "${SEMAIM_KERNEL_CACHE+set}" ]; then
+  mkdir -p .tmp/kernel-cache
+  [ -d .gpu/kernel-cache ] && cp -r .gpu/kernel-cache/. .tmp/kernel-cache/
+  export SEMAIM_KERNEL_CACHE=$PWD/.tmp/kernel-cache
+fi
 keep_kernels() { [ -n "$SEMAIM_KERNEL_CACHE" ] && [ -d "$SEMAIM_KERNEL_CACHE" ] && cp -r "$SEMAIM_KERNEL_CACHE/." "$OUT/kernel-cache/" 2>/dev/null; true; }
 mkdir -p "$OUT/kernel-cache"
 # The PyTorch references run with the Python that has the CUDA torch (not necessarily /usr/bin/python3).
@@ -105,8 +115,13 @@ if [ "${BENCH:-1}" != 0 ] && have_addon bench; then
         part_exit cuda-graphs-refusal "not refused"
       fi
     else
-      # The fused side: the kernels measured faster (LayerNorm, 1.08x on 2026-12-04) and LayerNorm's backward.
-      LEVERS=(--reference authors --fused "${PERF_FUSED:-layernorm,layernorm-backward}" --cuda-graphs --graphs-at base:256,base:64 --phase-timer --write-docs)
+      # The fused side: PERF_FUSED; else the kinds a LEVERS=1 call on this warm machine measured fastest
+      # (.tmp/perf-fused); else the kernels measured faster on 2026-12-04 (LayerNorm, 1.08x) and LayerNorm's backward.
+      if [ -n "${PERF_FUSED:-}" ]; then perf_fused=$PERF_FUSED from="PERF_FUSED"
+      elif [ -s .tmp/perf-fused ]; then perf_fused=$(cat .tmp/perf-fused) from="the levers of an earlier call (.tmp/perf-fused)"
+      else perf_fused=layernorm,layernorm-backward from="the default"; fi
+      echo "== fused side: --fused $perf_fused ($from)" | tee -a "$OUT/preflight.log"
+      LEVERS=(--reference authors --fused "$perf_fused" --cuda-graphs --graphs-at base:256,base:64 --phase-timer --write-docs)
       # The attention side only with SDPA=1 (flash measured 0.971x of the cuDNN kernel libtorch picks,
       # 2026-12-04): the other backend than the one libtorch picks by default (preflight); on 2.11 the
       # default order puts cuDNN first and picks it, so its side runs flash first (cuDNN off).
@@ -155,15 +170,31 @@ if [ "${LEVERS:-0}" = 1 ] && have_addon levers; then
     result=$(timeout "$limit" "${W[@]}" $1 --kernel-profile 3 --kernel-profile-out "$OUT/kernels-ts-$slug.md" 2>>"$OUT/levers.err" | tail -1; exit "${PIPESTATUS[0]}")
     rc=$?
     part_exit "lever ${1:-(plain)}" "$rc"
+    # (lever and ms/step, for the pick of the fused kinds below)
+    [ "$rc" = 0 ] && printf '%s' "$result" | LEVER="$1" node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{const r=JSON.parse(s);if(Number.isFinite(r.msPerStep))console.log(`${process.env.LEVER}\t${r.msPerStep}`)}catch{}})' >> "$OUT/levers.tsv"
     # (a lever killed by the limit writes nothing to levers.err: its line says so)
     [ "$rc" = 124 ] && rc="124, killed at its ${limit} s limit"
     printf '%s' "$result" \
       | LEVER="$1" RC="$rc" node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{let r;try{r=JSON.parse(s)}catch{console.log(`== lever ${process.env.LEVER||"(plain)"}: failed (exit ${process.env.RC}; levers.err)`);return}const p=r.phaseTimer?.gpuMs;console.log(`== lever ${process.env.LEVER||"(plain)"}: ${r.msPerStep.toFixed(1)} ms/step (min ${r.minMs.toFixed(1)}), ${r.imgPerSec.toFixed(1)} img/s, peak GPU ${((r.peakGpuBytes??0)/2**30).toFixed(2)} GiB, attention ${JSON.stringify(r.attention??null)}${p?`, phases ${JSON.stringify(p)}`:""}${r.kernelProfile?`, kernels ${r.kernelProfile.msPerStep.toFixed(1)} ms ${JSON.stringify(r.kernelProfile.families)}`:""}${r.kernelProfileError?`, kernel profile failed: ${r.kernelProfileError}`:""}`)})' \
       | tee -a "$OUT/levers.log"
   }
+  : > "$OUT/levers.tsv"
   k=layernorm,layernorm-backward,gelu,qkv
   for l in "" "--fused layernorm" "--fused layernorm,layernorm-backward" "--fused layernorm,layernorm-backward,gelu" \
     "--fused $k" "--fused $k,patch-embed" "--fused all" "--cuda-graphs --fused all"; do lever "$l"; done
+  # The fastest --fused set becomes a PERF=1 call's fused side on this machine while it stays warm, so that the
+  # next call can follow at once (no pack in between): only where it beat no fused kernel by 1 % or more.
+  rm -f .tmp/perf-fused
+  node -e '
+    const rows = require("fs").readFileSync(process.argv[1], "utf8").trimEnd().split("\n").map((l) => l.split("\t"));
+    const plain = rows.find(([l]) => l === "");
+    const fused = rows.filter(([l]) => /^--fused [a-z,-]+$/.test(l)).sort((a, b) => a[1] - b[1])[0];
+    if (!plain || !fused) { console.log("== levers: no pick of fused kinds (a plain or fused lever did not run)"); process.exit(0); }
+    const speedup = plain[1] / fused[1];
+    const kinds = fused[0].slice("--fused ".length);
+    console.log(`== levers: fastest fused set ${kinds}: ${(+fused[1]).toFixed(1)} ms/step, ${speedup.toFixed(3)}x of no fused kernel`);
+    if (speedup >= 1.01) require("fs").writeFileSync(".tmp/perf-fused", kinds + "\n");
+  ' "$OUT/levers.tsv" | tee -a "$OUT/levers.log"
   if [ "$DEVICE" != cpu ] && [ "$(left)" -gt 40 ]; then
     timeout $(( $(left) - 5 )) "$SEMAIM_PYTHON" bench/pretrain_torch.py --preset vit_base --img 224 --patch 16 --decoder-depth 12 --batch 256 \
       --warmup 2 --steps 3 --threads 2 --device cuda --kernel-profile 3 --kernel-profile-out "$OUT/kernels.md" > /dev/null 2>>"$OUT/levers.err"

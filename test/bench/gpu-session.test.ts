@@ -124,3 +124,45 @@ test(
     assert.equal(readFileSync(join(dir, 'out', 'exit-codes.log'), 'utf8'), 'bench skipped\nlevers skipped\ncli skipped\n');
   }),
 );
+
+test(
+  "gpu-session: a LEVERS=1 call's fastest fused set is the next PERF=1 call's fused side on the warm machine, where it paid",
+  inTempDir('semaim-gpu-session-', (dir) => {
+    sessionTree(dir);
+    mkdirSync(join(dir, 'build', 'Release'), { recursive: true });
+    writeFileSync(join(dir, 'build', 'Release', 'semaim.node'), '');
+    mkdirSync(join(dir, 'dist', 'bench'), { recursive: true });
+    // Stand-ins: the worker's step time by its --fused kinds (from MS, JSON); the benchmark records its arguments.
+    writeFileSync(
+      join(dir, 'dist', 'bench', 'pretrain_worker.js'),
+      "const a = process.argv.slice(2); const i = a.indexOf('--fused'); const ms = JSON.parse(process.env.MS)[i < 0 ? '' : a[i + 1]] ?? 100;\n" +
+        'console.log(JSON.stringify({ msPerStep: ms, minMs: ms, imgPerSec: 25600 / ms }));\n',
+    );
+    writeFileSync(join(dir, 'dist', 'bench', 'pretrain.js'), "require('fs').writeFileSync('bench-args', process.argv.slice(2).join(' '));\n");
+    writeFileSync(join(dir, 'dist', 'bench', 'gpu_preflight.js'), '');
+    const run = (env: Record<string, string>) =>
+      spawnSync('bash', ['scripts/gpu-session.sh'], {
+        cwd: dir,
+        encoding: 'utf8',
+        env: { ...process.env, OUT: join(dir, 'out'), CHECK: '0', DEVICE: 'cuda', MS: '{}', ...env },
+        timeout: 60_000,
+      });
+    const fusedSide = () => /--fused (\S+)/.exec(readFileSync(join(dir, 'bench-args'), 'utf8'))?.[1];
+    const levers = run({ BENCH: '0', LEVERS: '1', MS: JSON.stringify({ '': 100, layernorm: 95, 'layernorm,layernorm-backward,gelu': 90, all: 92 }) });
+    assert.match(
+      readFileSync(join(dir, 'out', 'levers.log'), 'utf8'),
+      /fastest fused set layernorm,layernorm-backward,gelu: 90\.0 ms\/step, 1\.111x/,
+      levers.stdout,
+    );
+    const perf = run({ PERF: '1' });
+    assert.match(perf.stdout, /== fused side: --fused layernorm,layernorm-backward,gelu \(the levers of an earlier call/, perf.stdout);
+    assert.equal(fusedSide(), 'layernorm,layernorm-backward,gelu');
+    // PERF_FUSED, given, wins
+    run({ PERF: '1', PERF_FUSED: 'layernorm' });
+    assert.equal(fusedSide(), 'layernorm');
+    // no set 1 % faster than none: no pick, and the default side
+    run({ BENCH: '0', LEVERS: '1', MS: JSON.stringify({ '': 100, layernorm: 99.5 }) });
+    run({ PERF: '1' });
+    assert.equal(fusedSide(), 'layernorm,layernorm-backward');
+  }),
+);
