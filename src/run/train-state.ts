@@ -142,8 +142,9 @@ interface SavedState {
   /** Seconds the run trained until this checkpoint, over every call that continued it (absent in checkpoints from before it). */
   seconds?: number;
   /**
-   * Optimiser steps per epoch when it was written (absent in checkpoints from before it): its step, epoch and
-   * batch place it in that layout, which a resumed run must share.
+   * Optimiser steps per epoch when it was written: its step, epoch and batch place it in that layout, which a
+   * resumed run must share. Absent in checkpoints from before it: the count is then read from the step, epoch
+   * and batch (stepsPerEpochOf), which from epoch 1 on give it.
    */
   stepsPerEpoch?: number;
   /**
@@ -420,11 +421,12 @@ export class TrainState {
         `the checkpoint in ${quotedPath(latest.dir)} was made for another model (${jsonDifferences(modelBefore, modelNow)}); start afresh: ${this.freshRunHint}`,
       );
     }
-    if (typeof s.stepsPerEpoch === 'number' && s.stepsPerEpoch !== this.perEpoch) {
+    const madePerEpoch = typeof s.stepsPerEpoch === 'number' ? s.stepsPerEpoch : stepsPerEpochOf(s, this.run.accumIter, this.perEpoch);
+    if (madePerEpoch !== this.perEpoch) {
       // its step count and its (epoch, batch) would place the run in two layouts: it went on at the old
       // position with the step count of the old one, its epochs going backwards, past --epochs
       throw new Error(
-        `the run in ${quotedPath(this.run.outDir)} made ${s.stepsPerEpoch} optimiser steps per epoch, the data now gives ${this.perEpoch} ` +
+        `the run in ${quotedPath(this.run.outDir)} made ${madePerEpoch} optimiser steps per epoch, the data now gives ${this.perEpoch} ` +
           `(${job.batchesPerEpoch} batches per epoch at --accum-iter ${this.run.accumIter}): its images changed since the run began ` +
           `(${quotedPath(latest.dir)}); give it the same data to continue it, or start afresh: ${this.freshRunHint}`,
       );
@@ -670,6 +672,19 @@ export function checkpointsToWrite(from: number, total: number, every: number, p
   const multiples = (x: number) => (Number.isSafeInteger(x) && x > 0 ? Math.floor((total - 1) / x) - Math.floor(from / x) : 0); // in (from, total)
   const both = Number.isSafeInteger(every) && every > 0 ? (every / gcd(every, perEpoch)) * perEpoch : 0;
   return multiples(every) + multiples(perEpoch) - multiples(both) + 1;
+}
+
+/**
+ * The optimiser steps per epoch of a checkpoint that does not record them (written before stepsPerEpoch was),
+ * or what can be said of them: every checkpoint sits at step = epoch × steps per epoch + batch / accumIter,
+ * batch / accumIter a whole number of steps short of an epoch. From epoch 1 on that gives the count; in
+ * epoch 0 it only bounds it from below, so `now` (this run's count) is taken while the position fits it.
+ */
+function stepsPerEpochOf(s: { step: number; epoch: number; batch: number }, accumIter: number, now: number): number | string {
+  const inEpoch = s.batch / accumIter;
+  if (s.epoch === 0) return s.step === inEpoch && inEpoch < now ? now : `more than ${Math.floor(inEpoch)}`;
+  const perEpoch = (s.step - inEpoch) / s.epoch;
+  return Number.isInteger(inEpoch) && Number.isInteger(perEpoch) && perEpoch > inEpoch ? perEpoch : 'another number of';
 }
 
 /**

@@ -11,7 +11,7 @@ import { memoryTrainData, whileDrawingGlobally } from '../eval/helpers';
 import { PRETRAIN_OPTIONS, checkCudaGraphs, fusedKindsOf, modelConfigFrom, validatePretrain } from '../../src/train/pretrain-options';
 import { native } from '../../src/torch/native';
 import { CheckpointManager } from '../../src/run/checkpoints';
-import { readCheckpoint, type LoadedCheckpoint } from '../../src/io/checkpoint';
+import { readCheckpoint, stateDigest, type LoadedCheckpoint } from '../../src/io/checkpoint';
 import { disposeAll } from '../../src/io';
 import { readMetrics } from '../../src/run/metrics';
 import { resolveOptions, OptionError, parseArgv } from '../../src/util/options';
@@ -244,6 +244,30 @@ test('a run whose data now gives another number of steps per epoch is refused be
     assert.deepEqual(
       new CheckpointManager(dir).list().map((c) => c.step),
       [6, 4, 3],
+    );
+    assert.equal(readFileSync(join(dir, 'metrics.jsonl'), 'utf8'), metrics);
+    // the same data resumes
+    assert.equal((await pretrain(options(dir), memoryData(16, 4, 1), quiet)).steps, 12);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a checkpoint of a release that did not record stepsPerEpoch is refused when the data now gives another number of steps per epoch', async () => {
+  // checkpoints written before stepsPerEpoch was recorded place the run by step, epoch and batch alone: resumed
+  // on data that gives another count, the run went on at its old (epoch, batch) with the old step count
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-data-changed-old-'));
+  try {
+    await pretrain(options(dir, { maxSteps: 6 }), memoryData(16, 4, 1), quiet); // 4 steps per epoch
+    for (const { dir: ckpt } of new CheckpointManager(dir).list()) {
+      const path = join(ckpt, 'state.json');
+      const { stepsPerEpoch: _recorded, ...state } = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+      writeFileSync(path, JSON.stringify({ ...state, stateSha256: stateDigest(state) }, null, 1));
+    }
+    const metrics = readFileSync(join(dir, 'metrics.jsonl'), 'utf8');
+    await assert.rejects(
+      pretrain(options(dir), memoryData(24, 4, 1), quiet), // 6 steps per epoch
+      /made 4 optimiser steps per epoch, the data now gives 6 \(6 batches per epoch at --accum-iter 1\)/,
     );
     assert.equal(readFileSync(join(dir, 'metrics.jsonl'), 'utf8'), metrics);
     // the same data resumes
