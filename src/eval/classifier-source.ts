@@ -8,6 +8,7 @@ import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { sparingGlobalRng } from '../torch/global-rng';
 import { disposeAll, listCheckpoints, loadTensors, readSafetensorsHeader, sha256File } from '../io';
+import { refuseOtherFormatVersion, runKindOf } from '../io/checkpoint';
 import { EncoderSource, VisionTransformer, checkEncoderShapes, loadEncoder, readResolvedCheckpoint, resolveEncoder } from '../semaim';
 import { withPrecision, type Precision } from '../run/precision';
 import { ClassifierConfig, LinearProbe, ViTClassifier } from './classifier';
@@ -60,7 +61,8 @@ export function isFinetuneFolder(path: string): boolean {
   const dirs = existsSync(join(path, 'state.json')) ? [path] : listCheckpoints(join(path, 'checkpoints')).map((c) => c.dir);
   for (const dir of dirs) {
     try {
-      return readSafetensorsHeader(join(dir, 'model.safetensors')).metadata.format === 'semaim.finetune/1';
+      // (any version: resolveClassifier refuses one this semaim does not read, saying so)
+      return runKindOf(readSafetensorsHeader(join(dir, 'model.safetensors')).metadata.format) === 'finetune';
     } catch {
       continue;
     }
@@ -83,6 +85,7 @@ function findClassifier(path: string, o: { verify?: boolean }): ClassifierSource
 function classifierOf(dir: string): ClassifierSource {
   const weights = join(dir, 'model.safetensors');
   const { metadata, tensors } = readSafetensorsHeader(weights);
+  refuseOtherFormatVersion(metadata.format, dir);
   if (metadata.format !== 'semaim.finetune/1')
     throw new Error(
       `${quotedPath(dir)} is a${metadata.format ? ` '${metadata.format}'` : 'n unlabelled'} checkpoint: predict needs a fine-tuning run's (semaim finetune); ` +
@@ -162,6 +165,7 @@ function findPredictor(path: string, o: { verify?: boolean; encoder?: string }):
     return { kind: 'finetune', ...resolveClassifier(path, o) };
   }
   const { metadata, tensors } = readSafetensorsHeader(probeFile);
+  refuseOtherFormatVersion(metadata.format, probeFile);
   if (metadata.format !== 'semaim.linprobe/1') throw new Error(`${quotedPath(probeFile)} is not a linear probe (format '${metadata.format ?? 'none'}')`);
   const reportFile = join(path, 'linprobe.json');
   const report = readJsonObject(reportFile);

@@ -11,6 +11,7 @@ import { notRegular, readRegularFile } from '../util/regular-file';
 import { pathExists } from '../util/path-exists';
 import { sha256File } from './file-sha256';
 import { CheckpointError } from '../util/errors';
+import { quotedPath } from '../util/printable';
 
 // written once, beside the atomic writers; exported here too, where the checkpoint helpers always had it
 export { fsyncPath } from '../util/safe-write';
@@ -39,6 +40,24 @@ const STEP_DIR = /^step-(\d+)$/;
 /** The command that wrote a run, from its model file's format ('semaim.<kind>/N'), or null for other files. */
 export function runKindOf(format: string | undefined): string | null {
   return /^semaim\.(\w+)\/\d+$/.exec(format ?? '')?.[1] ?? null;
+}
+
+/** The version of semaim's 'semaim.<kind>/N' file formats (a run's model file, a linear probe) that this semaim writes and reads. */
+export const FORMAT_VERSION = 1;
+
+/**
+ * Refuses a file in one of semaim's formats ('semaim.<kind>/N', its safetensors metadata's `format`) of another
+ * version than this semaim's, naming `file` (a path): one a newer semaim wrote is said to be so, not taken for
+ * a file of another kind (nor read as this version). Other formats, or none, are left to the caller.
+ */
+export function refuseOtherFormatVersion(format: string | undefined, file: string): void {
+  const m = /^semaim\.(\w+)\/(\d+)$/.exec(format ?? '');
+  if (!m || Number(m[2]) === FORMAT_VERSION) return;
+  const newer = Number(m[2]) > FORMAT_VERSION;
+  throw new CheckpointError(
+    `${quotedPath(file)} was written by ${newer ? 'a newer' : 'another'} semaim (format '${format}'; this one reads 'semaim.${m[1]}/${FORMAT_VERSION}'): ` +
+      (newer ? 'use that semaim, or a newer one than this, to read it' : 'this semaim cannot read it'),
+  );
 }
 
 /** The folder name of the checkpoint of `step` (an integer ≥ 0). */

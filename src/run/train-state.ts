@@ -12,7 +12,7 @@ import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { disposeAll } from '../io';
 import { tensorsBytes } from '../io/tensors';
-import { runKindOf, type LoadedCheckpoint } from '../io/checkpoint';
+import { refuseOtherFormatVersion, runKindOf, type LoadedCheckpoint } from '../io/checkpoint';
 import { CheckpointManager, plainRunId } from './checkpoints';
 import { MetricsLog, lossEnds } from './metrics';
 import { FRESH_RUN_HINT, pathPlace, recipeChanges, refuseRecipeChanges } from './recipe';
@@ -400,6 +400,7 @@ export class TrainState {
     const bases = { stored: typeof s.cwd === 'string' ? s.cwd : undefined, now: process.cwd() };
     const savedWorld = s.worldSize ?? 1;
     const format = latest.modelMetadata.format;
+    refuseOtherFormatVersion(format, latest.dir);
     if (format && format !== `semaim.${job.kind}/1`) {
       const kind = runKindOf(format) ?? format;
       throw new Error(

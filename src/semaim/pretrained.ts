@@ -7,7 +7,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import * as torch from '../torch';
 import { Tensor } from '../torch';
 import { disposeAll, loadTensors, readSafetensorsHeader, type TensorInfo } from '../io';
-import { checkpointWeightsSha256, listCheckpoints, runKindOf, sha256File, verifyCheckpoint } from '../io/checkpoint';
+import { checkpointWeightsSha256, listCheckpoints, refuseOtherFormatVersion, runKindOf, sha256File, verifyCheckpoint } from '../io/checkpoint';
 import { EncoderConfig, SemAIMConfig, validateConfig, validateEncoder } from './config';
 import { VisionTransformer } from './vit';
 import { TIMM_IMAGENET_DEFAULT, encoderConfigFromJson, otherNormalization } from './timm-config';
@@ -167,6 +167,7 @@ function readCheckpointConfig(checkpointDir: string): SemAIMConfig {
   const file = join(checkpointDir, 'model.safetensors');
   const { metadata, tensors } = readSafetensorsHeader(file);
   if (!metadata.config) throw new Error(`${file} has no model config in its metadata`);
+  refuseOtherFormatVersion(metadata.format, checkpointDir);
   if (metadata.format && metadata.format !== 'semaim.pretrain/1')
     throw new Error(
       `${checkpointDir} is a '${metadata.format}' checkpoint, not a pre-training run's: the SemAIM model (with its decoder) comes from semaim pretrain`,
@@ -438,6 +439,7 @@ function findEncoder(path: string, o: VerifyOption): EncoderSource {
       const weights = join(dir, 'model.safetensors');
       const { metadata, tensors } = readSafetensorsHeader(weights);
       if (!metadata.config) throw new Error(`${weights} has no model config in its metadata`);
+      refuseOtherFormatVersion(metadata.format, dir);
       if (metadata.format && metadata.format !== 'semaim.pretrain/1') {
         throw new Error(`${dir} is a '${metadata.format}' checkpoint; an encoder comes from a pre-training run (or an exported encoder)`);
       }
@@ -450,6 +452,7 @@ function findEncoder(path: string, o: VerifyOption): EncoderSource {
   if (!WEIGHTS_FILE.test(path)) throw new Error(`encoder '${path}': expected a folder, a .safetensors file or a torch.save file (.pth, .pt, .bin)`);
   const jsonPath = path.replace(WEIGHTS_FILE, '.json');
   const { metadata, tensors } = readSafetensorsHeader(path);
+  refuseOtherFormatVersion(metadata.format, path);
   const kind = runKindOf(metadata.format);
   if (kind && kind !== 'pretrain') {
     throw new Error(

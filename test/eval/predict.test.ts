@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { commands } from '../../src/cli/commands';
 import { predict, type PredictList } from '../../src/eval/predict';
 import { embedDataset } from '../../src/eval/embed';
-import { loadPredictor, resolveClassifier, resolvePredictor } from '../../src/eval/classifier-source';
+import { isFinetuneFolder, loadPredictor, resolveClassifier, resolvePredictor } from '../../src/eval/classifier-source';
 import { LinearProbe, ViTClassifier } from '../../src/eval/classifier';
 import { extractFeatures } from '../../src/eval/features';
 import { loadEncoder } from '../../src/semaim';
@@ -412,6 +412,36 @@ test('a fine-tuning checkpoint whose config has one class is refused when resolv
     model.dispose();
     writeFileSync(join(dir, 'state.json'), '{}');
     assert.throws(() => resolveClassifier(dir, { verify: false }), /the classifier config is not usable: numClasses 1/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('a fine-tuning checkpoint a newer semaim wrote (format semaim.finetune/2) is refused as such, not as a checkpoint of another kind', () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-predict-newer-'));
+  try {
+    const run = join(root, 'run');
+    const dir = join(run, 'checkpoints', 'step-00000001');
+    mkdirSync(dir, { recursive: true });
+    const cfg = { ...TINY, numClasses: 2, pool: 'avg' as const };
+    const model = new ViTClassifier(cfg);
+    saveTensors(join(dir, 'model.safetensors'), model.stateDict(), { format: 'semaim.finetune/2', config: JSON.stringify(cfg) });
+    model.dispose();
+    writeFileSync(join(dir, 'state.json'), '{}');
+    const newer = /step-00000001 was written by a newer semaim \(format 'semaim\.finetune\/2'; this one reads 'semaim\.finetune\/1'\)/;
+    assert.throws(() => resolveClassifier(dir, { verify: false }), newer);
+    assert.ok(isFinetuneFolder(run), 'a fine-tuning run of any version (resolveClassifier says why it cannot read it)');
+    // a linear probe of a newer semaim likewise
+    const probeDir = join(root, 'probe');
+    mkdirSync(probeDir);
+    const probe = new LinearProbe(TINY.embedDim, 2);
+    saveTensors(join(probeDir, 'probe.safetensors'), probe.stateDict(), { format: 'semaim.linprobe/2' });
+    probe.dispose();
+    writeFileSync(join(probeDir, 'linprobe.json'), '{}');
+    assert.throws(
+      () => resolvePredictor(probeDir, { verify: false }),
+      /probe\.safetensors was written by a newer semaim \(format 'semaim\.linprobe\/2'; this one reads 'semaim\.linprobe\/1'\)/,
+    );
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -13,6 +13,8 @@ import { EMA } from '../../src/run/ema';
 import { trainLoop, type TrainJob } from '../../src/run/loop';
 import { checkpointsToWrite } from '../../src/run/train-state';
 import { captureStderr } from '../output';
+import { disposeAll, loadTensors, saveTensors } from '../../src/io';
+import { stateDigest } from '../../src/io/checkpoint';
 
 interface Batch {
   x: torch.Tensor;
@@ -347,6 +349,29 @@ test("'best' is the checkpoint of the lowest score (or the highest, where higher
       await run(join(dir, name), 4, [], true, { scores: older, higherIsBetter });
       assert.equal(best(name).step, 2, field);
     }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a resume refuses a checkpoint a newer semaim wrote (its model file's format version), saying so", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-loop-newer-'));
+  try {
+    await run(dir, 2, [], false);
+    const ckpt = join(dir, 'checkpoints', 'step-00000002');
+    const model = join(ckpt, 'model.safetensors');
+    const { tensors, metadata } = loadTensors(model);
+    const sha256 = saveTensors(model, tensors, { ...metadata, format: 'semaim.pretrain/2' });
+    disposeAll(tensors);
+    const path = join(ckpt, 'state.json');
+    const state = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown> & { files: Record<string, string> };
+    state.files['model.safetensors'] = sha256;
+    writeFileSync(path, JSON.stringify({ ...state, stateSha256: stateDigest(state) }));
+    await assert.rejects(run(dir, 4, [], true), (e: Error) => {
+      assert.doesNotMatch(e.message, /not a pretrain run/);
+      assert.match(e.message, /step-0+2.* was written by a newer semaim \(format 'semaim\.pretrain\/2'; this one reads 'semaim\.pretrain\/1'\)/);
+      return true;
+    });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -74,6 +74,24 @@ test('a fine-tuning checkpoint given where the SemAIM model is needed (visualize
   }
 });
 
+test('a pre-training checkpoint a newer semaim wrote (format semaim.pretrain/2) is refused as such, not as a checkpoint of another kind', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-load-model-'));
+  try {
+    const cfg = makeConfig('vit_tiny', { ...ENC, decoderDepth: 1 });
+    const model = new SemAIM(cfg).initWeights(1);
+    saveTensors(join(dir, 'model.safetensors'), model.stateDict(), { config: JSON.stringify(cfg), format: 'semaim.pretrain/2' });
+    model.dispose();
+    writeFileSync(join(dir, 'state.json'), JSON.stringify({ step: 1, files: { 'model.safetensors': sha256File(join(dir, 'model.safetensors')) } }));
+    const newer = { code: 'ERR_CHECKPOINT', message: /was written by a newer semaim \(format 'semaim\.pretrain\/2'; this one reads 'semaim\.pretrain\/1'\)/ };
+    assert.throws(() => loadModel(dir), newer);
+    assert.throws(() => resolveEncoder(dir), newer);
+    // its weights file named itself, as an encoder file
+    assert.throws(() => resolveEncoder(join(dir, 'model.safetensors')), newer);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a checkpoint whose weights hold NaN is refused by loadModel, naming the tensor, and frees nothing it did not make', () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-load-model-'));
   try {
