@@ -97,6 +97,8 @@ export class AblationSegprobe {
     private readonly o: { evalBatchSize: number; precision: Precision },
     /** The --seed that drew the masked images (the splits' subsets, the synthetic objects). */
     private readonly dataSeed: number,
+    /** A kept score's pre-training options as this version records them (the ablation's currentFingerprint). */
+    private readonly currentPretrain: (stored: Record<string, unknown>) => unknown,
   ) {}
 
   static async open(
@@ -106,11 +108,12 @@ export class AblationSegprobe {
     seed: number,
     o: { evalBatchSize: number; precision: Precision },
     imageInput?: ImageInputOptions,
+    currentPretrain: (stored: Record<string, unknown>) => unknown = (stored) => stored,
   ): Promise<AblationSegprobe> {
     if (!make) throw new Error('--eval segprobe: no segmentation data adapter (makeSegData) was given to the ablation');
     // how images are read is not part of the recipe (nor of the cached results' fingerprint)
     const { train, test } = await openSegSplits(make, { ...recipe.data, imageInput }, imgSize, seed);
-    return new AblationSegprobe(recipe, train, test, o, seed);
+    return new AblationSegprobe(recipe, train, test, o, seed, currentPretrain);
   }
 
   get description(): string {
@@ -168,6 +171,8 @@ export class AblationSegprobe {
     // (a score stored before the images' seed, or the weights, were recorded: taken as this one's, as it was)
     const stored: Record<string, unknown> = { dataSeed: this.dataSeed, ...cached.fingerprint };
     if (!('weights' in stored)) stored.weights = weights;
+    // (options recorded by an earlier release that this one leaves out: made neutral, or at the value their absence meant)
+    if (isJsonObject(stored.pretrain)) stored.pretrain = this.currentPretrain(stored.pretrain);
     return JSON.stringify(stored) === JSON.stringify(this.fingerprint(seed, pretrain, weights)) ? (cached as unknown as SegScore) : null;
   }
 

@@ -906,6 +906,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
         o.seed,
         { evalBatchSize: recipe.evalBatchSize, precision: o.precision },
         imageInputOptions(o),
+        recipeOptions,
       );
       segDescription = seg.description;
     }

@@ -308,3 +308,22 @@ test("a run evaluated again because its checkpoint holds other weights now is pr
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a segmentation score whose fingerprint records options an earlier semaim recorded (since left out at those values, or neutral) is reused', async () => {
+  // ablation-segprobe.json keeps the run's pre-training options as the release that scored it recorded them: one
+  // recorded before an option was left out of the fingerprint at its value (shuffleBuffer 1000, upload float32) or
+  // made neutral (cudaGraphs, fused) no longer matched, and every run of the folder was probed again
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-seg-older-'));
+  try {
+    const o = resolveOptions(ABLATE_OPTIONS, { ...TINY_ABLATION, baseline: false, trainLimit: 30, outDir: dir, eval: 'segprobe' });
+    const first = await ablate(o, segFactories(), { log: () => {} });
+    const file = join(first.runs[0].runDir, 'ablation-segprobe.json');
+    const stored = JSON.parse(readFileSync(file, 'utf8'));
+    const older = { ...stored.fingerprint.pretrain, shuffleBuffer: 1000, upload: 'float32', cudaGraphs: false, fused: 'none' };
+    const sorted = Object.fromEntries(Object.entries(older).sort());
+    writeFileSync(file, JSON.stringify({ ...stored, mIoU: 0.123, fingerprint: { ...stored.fingerprint, pretrain: sorted } }));
+    assert.equal((await ablate(o, segFactories(), { log: () => {} })).runs[0].segprobe!.mIoU, 0.123);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
