@@ -276,6 +276,11 @@ const ADDED_LATER: Record<string, unknown> = {
       .filter(([, spec]) => spec.absentMeans !== undefined)
       .map(([k, spec]) => [k, spec.absentMeans]),
   ),
+  // (before shard datasets, which alone read it)
+  shuffleBuffer: (PRETRAIN_OPTIONS as OptionTable).shuffleBuffer.default,
+  // the loader handed normalised float32, and the order's similarity pass ran in float32
+  upload: 'float32',
+  orderPrecision: 'fp32',
   maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS,
   exifOrientation: 'ignore',
   verify: true,

@@ -150,6 +150,30 @@ test('a fingerprint recorded before an option existed matches while the option h
   assert.equal((authors.pretrain as Record<string, unknown>).emaSchedule, 'authors');
 });
 
+test('a fingerprint recorded before --shuffle-buffer, --upload or --order-precision existed matches at what their absence meant', () => {
+  // semaim before 3795bf2 (2026-12-02) had no --shuffle-buffer (nor shard datasets, which alone read it); before
+  // 5cff3ac and a2a632b (2026-11-26) no --upload (the loader handed float32) nor --order-precision (the similarity
+  // pass ran in float32): their folders were refused as 'made with another recipe (pretrain.shuffleBuffer: – → 1000)'
+  const recipe = ablationRecipe('small');
+  const o = resolveOptions(ABLATE_OPTIONS, { budget: 'small' });
+  const opts = pretrainOptionsFor(o, recipe, 'semantic', 0, '/tmp/x');
+  const without = (fp: Record<string, unknown>, key: string) => ({
+    ...fp,
+    pretrain: Object.fromEntries(Object.entries(fp.pretrain as object).filter(([k]) => k !== key)),
+  });
+  for (const [key, absent] of [
+    ['shuffleBuffer', 1000],
+    ['upload', 'float32'],
+    ['orderPrecision', 'fp32'],
+  ] as const) {
+    const now = fingerprint({ ...opts, [key]: absent }, recipe, [20]);
+    assert.deepEqual(currentFingerprint(without(now, key)), now, `${key} absent = ${absent}`);
+  }
+  // the order's similarity pass under --precision ('same') is not what a run before the option computed
+  const same = fingerprint({ ...opts, precision: 'bf16', orderPrecision: 'same' }, recipe, [20]);
+  assert.notDeepEqual(currentFingerprint(without(same, 'orderPrecision')), same);
+});
+
 test('limitTrainData caps the batches per epoch and honours the start index', async () => {
   const data: TrainData = memoryTrainData(toyImages(40, 2, 8, 1), 4, 1);
   const lim = limitTrainData(data, 3);
