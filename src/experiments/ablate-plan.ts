@@ -16,6 +16,7 @@ import { extractPooledFeatures, disposeFeatures, FeatureSet, FeaturePooling } fr
 import { knnClassify } from '../eval/knn';
 import { linprobeOnFeatures, LinprobeOptions } from '../eval/linprobe';
 import { readJsonWith } from '../util/json-file';
+import { otherFormatVersion } from '../io/checkpoint';
 import { jsonDifferences } from '../util/json-diff';
 import type { Precision } from '../run/precision';
 import { writeFileAtomic } from '../util/safe-write';
@@ -333,6 +334,8 @@ export function readPlan(outDir: string): AblationPlan | null {
   const p = planPath(outDir);
   if (!existsSync(p)) return null;
   const plan = readJsonWith(p, ['inputs', 'shards', 'measured']) as unknown as AblationPlan;
+  const newer = otherFormatVersion(plan.format, p);
+  if (newer) throw new Error(newer);
   if (plan.format !== 'semaim.ablation-plan/1') throw new Error(`${p} is not an ablation plan (format ${JSON.stringify(plan.format)})`);
   const positive = (v: unknown) => typeof v === 'number' && Number.isFinite(v) && v > 0;
   for (const key of ['epochs', 'steps', 'batchesPerEpoch'] as const) {

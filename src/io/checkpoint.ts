@@ -42,22 +42,29 @@ export function runKindOf(format: string | undefined): string | null {
   return /^semaim\.(\w+)\/\d+$/.exec(format ?? '')?.[1] ?? null;
 }
 
-/** The version of semaim's 'semaim.<kind>/N' file formats (a run's model file, a linear probe) that this semaim writes and reads. */
+/** The version of semaim's 'semaim.<kind>/N' file formats (a run's model file, a linear probe, an ablation plan) that this semaim writes and reads. */
 export const FORMAT_VERSION = 1;
 
 /**
- * Refuses a file in one of semaim's formats ('semaim.<kind>/N', its safetensors metadata's `format`) of another
- * version than this semaim's, naming `file` (a path): one a newer semaim wrote is said to be so, not taken for
- * a file of another kind (nor read as this version). Other formats, or none, are left to the caller.
+ * Why a file in one of semaim's formats ('semaim.<kind>/N': a safetensors file's metadata `format`, a JSON file's)
+ * cannot be read when it is of another version than this semaim's, naming `file` (a path): one a newer semaim
+ * wrote is said to be so, not taken for a file of another kind (nor read as this version). null for this
+ * version, and for other formats or none (left to the caller).
  */
-export function refuseOtherFormatVersion(format: string | undefined, file: string): void {
-  const m = /^semaim\.(\w+)\/(\d+)$/.exec(format ?? '');
-  if (!m || Number(m[2]) === FORMAT_VERSION) return;
+export function otherFormatVersion(format: unknown, file: string): string | null {
+  const m = /^semaim\.(\w[\w-]*)\/(\d+)$/.exec(typeof format === 'string' ? format : '');
+  if (!m || Number(m[2]) === FORMAT_VERSION) return null;
   const newer = Number(m[2]) > FORMAT_VERSION;
-  throw new CheckpointError(
+  return (
     `${quotedPath(file)} was written by ${newer ? 'a newer' : 'another'} semaim (format '${format}'; this one reads 'semaim.${m[1]}/${FORMAT_VERSION}'): ` +
-      (newer ? 'use that semaim, or a newer one than this, to read it' : 'this semaim cannot read it'),
+    (newer ? 'use that semaim, or a newer one than this, to read it' : 'this semaim cannot read it')
   );
+}
+
+/** Throws {@link otherFormatVersion}'s refusal of a checkpoint's or weights file's format as a CheckpointError ('ERR_CHECKPOINT'). */
+export function refuseOtherFormatVersion(format: unknown, file: string): void {
+  const why = otherFormatVersion(format, file);
+  if (why) throw new CheckpointError(why);
 }
 
 /** The folder name of the checkpoint of `step` (an integer ≥ 0). */

@@ -191,6 +191,12 @@ test('readPlan refuses a file of another format and a warm-up as long as the run
     assert.equal(readPlan(dir)!.steps, 8);
     writeFileSync(join(dir, 'plan.json'), JSON.stringify({ ...plan, format: 'semaim.other/1' }));
     assert.throws(() => readPlan(dir), /is not an ablation plan \(format "semaim\.other\/1"\)/);
+    // a newer semaim's plan is said to be one, not 'not an ablation plan'
+    writeFileSync(join(dir, 'plan.json'), JSON.stringify({ ...plan, format: 'semaim.ablation-plan/2' }));
+    assert.throws(
+      () => readPlan(dir),
+      /plan\.json was written by a newer semaim \(format 'semaim\.ablation-plan\/2'; this one reads 'semaim\.ablation-plan\/1'\)/,
+    );
     writeFileSync(join(dir, 'plan.json'), JSON.stringify({ ...plan, warmupEpochs: 2 }));
     assert.throws(() => readPlan(dir), /'warmupEpochs' is 2, not in \[0, epochs\)/);
   } finally {
