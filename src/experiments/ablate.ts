@@ -278,9 +278,8 @@ const ADDED_LATER: Record<string, unknown> = {
   ),
   // (before shard datasets, which alone read it)
   shuffleBuffer: (PRETRAIN_OPTIONS as OptionTable).shuffleBuffer.default,
-  // the loader handed normalised float32, and the order's similarity pass ran in float32
+  // the loader handed normalised float32 (and orderPrecision: fp32, its absentMeans)
   upload: 'float32',
-  orderPrecision: 'fp32',
   maxImagePixels: DEFAULT_MAX_IMAGE_PIXELS,
   exifOrientation: 'ignore',
   verify: true,

@@ -234,6 +234,8 @@ export const PRETRAIN_OPTIONS = defineOptions({
     default: 'same',
     choices: ['same', 'fp32'],
     noEffect: unlessSimilarityOrder('it is the precision of the similarity pass, which only the similarity, semantic and multicenter orders run'),
+    // (semaim before this option ran the pass in float32)
+    absentMeans: 'fp32',
     help: "the per-step similarity pass that orders the patches: 'same' as --precision (its encoder forward under bf16/fp16 autocast, the map in float32), or 'fp32' (the authors' engine)",
   },
   ...GPU_STEP_OPTIONS,

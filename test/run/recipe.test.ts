@@ -129,3 +129,18 @@ test('recipeChanges passes over an option that changed nothing before and change
     ['emaDecay'],
   );
 });
+
+test('a pre-training stored before --order-precision existed ran its similarity pass in float32: resumed as the default (same) it is another recipe', () => {
+  // (a2a632b, 2026-11-26: the pass had run in float32; since, it runs under --precision unless --order-precision fp32)
+  const now = resolveOptions(PRETRAIN_OPTIONS, { order: 'semantic', precision: 'bf16' }) as unknown as Record<string, unknown>;
+  const { orderPrecision: _, ...older } = now;
+  assert.deepEqual(
+    recipeChanges(PRETRAIN_OPTIONS, older, now).map((c) => [c.key, c.before, c.now]),
+    [['orderPrecision', 'fp32', 'same']],
+  );
+  assert.deepEqual(recipeChanges(PRETRAIN_OPTIONS, older, { ...now, orderPrecision: 'fp32' }), []);
+  // an order without a similarity pass: nothing to compare
+  const raster: Record<string, unknown> = { ...now, order: 'raster' };
+  const { orderPrecision: __, ...olderRaster } = raster;
+  assert.deepEqual(recipeChanges(PRETRAIN_OPTIONS, olderRaster, raster), []);
+});
