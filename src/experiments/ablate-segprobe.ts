@@ -129,9 +129,18 @@ export class AblationSegprobe {
    * The run's score: reused from `<runDir>/ablation-segprobe.json` when made with the same recipe of the same
    * weights (`weights`: the SHA-256 of the encoder's model file, as ablation-eval.json records it), else
    * computed on the encoder `load` gives. Aborting `signal` stops the probe at its next batch (an AbortError; nothing written).
+   * `evaluatedBefore`: see {@link scored}.
    */
-  async score(runDir: string, seed: number, pretrain: unknown, weights: string, load: () => VisionTransformer, signal?: AbortSignal): Promise<SegScore> {
-    const cached = this.scored(runDir, seed, pretrain, weights);
+  async score(
+    runDir: string,
+    seed: number,
+    pretrain: unknown,
+    weights: string,
+    load: () => VisionTransformer,
+    signal?: AbortSignal,
+    evaluatedBefore: string | null = weights,
+  ): Promise<SegScore> {
+    const cached = this.scored(runDir, seed, pretrain, weights, evaluatedBefore);
     if (cached) return cached;
     const fingerprint = this.fingerprint(seed, pretrain, weights);
     const file = join(runDir, 'ablation-segprobe.json');
@@ -157,8 +166,13 @@ export class AblationSegprobe {
     }
   }
 
-  /** The run's score kept in `<runDir>/ablation-segprobe.json` when made with this recipe of these weights; null when {@link score} has to compute it. */
-  scored(runDir: string, seed: number, pretrain: unknown, weights: string): SegScore | null {
+  /**
+   * The run's score kept in `<runDir>/ablation-segprobe.json` when made with this recipe of these weights; null when
+   * {@link score} has to compute it. A score stored before the weights were recorded scored those the run's
+   * ablation-eval.json named when this call began (`evaluatedBefore`; null when it had none): the run evaluated
+   * again on other weights since is probed again too.
+   */
+  scored(runDir: string, seed: number, pretrain: unknown, weights: string, evaluatedBefore: string | null = weights): SegScore | null {
     const file = join(runDir, 'ablation-segprobe.json');
     if (!existsSync(file)) return null;
     let cached: unknown;
@@ -168,9 +182,9 @@ export class AblationSegprobe {
       return null; // unreadable (cut short, say): scored again and written over
     }
     if (!isJsonObject(cached) || !isJsonObject(cached.fingerprint)) return null;
-    // (a score stored before the images' seed, or the weights, were recorded: taken as this one's, as it was)
+    // (a score stored before the images' seed was recorded: taken as this one's, as it was)
     const stored: Record<string, unknown> = { dataSeed: this.dataSeed, ...cached.fingerprint };
-    if (!('weights' in stored)) stored.weights = weights;
+    if (!('weights' in stored)) stored.weights = evaluatedBefore;
     // (options recorded by an earlier release that this one leaves out: made neutral, or at the value their absence meant)
     if (isJsonObject(stored.pretrain)) stored.pretrain = this.currentPretrain(stored.pretrain);
     return JSON.stringify(stored) === JSON.stringify(this.fingerprint(seed, pretrain, weights)) ? (cached as unknown as SegScore) : null;

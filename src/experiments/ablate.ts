@@ -938,6 +938,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
             run.pretrain.sha256,
             () => (p.row === RANDOM_INIT ? randomInitEncoder(p.options, p.seed, device) : loadEncoder(p.runDir, { device }).encoder),
             evaluation.signal,
+            evaluatedBefore,
           );
         } catch (e) {
           if (evaluation.signal.aborted && (e as Error)?.name === 'AbortError')
@@ -951,6 +952,8 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
       };
       let stored = existsSync(cached) ? readCachedRun(cached, log) : null;
       if (stored) refuseOtherRecipe(cached, stored.fingerprint, fp);
+      // the weights its evaluation scored before this call (a segmentation score stored without its weights scored these)
+      const evaluatedBefore = typeof stored?.pretrain.sha256 === 'string' ? stored.pretrain.sha256 : null;
       // evaluated again when its scores no longer describe this run: scored on the evaluation images of another
       // --seed (its pre-training is this call's), or of weights no checkpoint in the run folder holds now
       let stale: string | null = null;

@@ -327,3 +327,34 @@ test('a segmentation score whose fingerprint records options an earlier semaim r
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a segmentation score stored before the weights were recorded is not reused for a run evaluated again on other weights: it scored the earlier ones', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-seg-older-weights-'));
+  try {
+    const o = resolveOptions(ABLATE_OPTIONS, { ...TINY_ABLATION, baseline: false, trainLimit: 30, outDir: dir, eval: 'segprobe' });
+    const first = await ablate(o, segFactories(), { log: () => {} });
+    const { runDir, pretrain } = first.runs[0];
+    const file = join(runDir, 'ablation-segprobe.json');
+    // as a release before the weights were recorded wrote it (it scored the weights ablation-eval.json names)
+    const stored = JSON.parse(readFileSync(file, 'utf8'));
+    delete stored.fingerprint.weights;
+    writeFileSync(file, JSON.stringify({ ...stored, mIoU: 0.123 }));
+    assert.equal((await ablate(o, segFactories(), { log: () => {} })).runs[0].segprobe!.mIoU, 0.123, 'the same weights: reused');
+    // the scored checkpoint replaced by one of other weights (valid: its state.json records them)
+    const step = pretrain.checkpoint!;
+    const weights = join(step, 'model.safetensors');
+    const bytes = readFileSync(weights);
+    bytes[bytes.length - 4] ^= 1;
+    writeFileSync(weights, bytes);
+    const state = readCheckpointState(step);
+    (state.files as Record<string, string>)['model.safetensors'] = sha256File(weights);
+    state.stateSha256 = stateDigest(state);
+    writeFileSync(join(step, 'state.json'), JSON.stringify(state));
+    const r = await ablate(o, segFactories(), { log: () => {} });
+    assert.notEqual(r.runs[0].pretrain.sha256, pretrain.sha256);
+    assert.notEqual(r.runs[0].segprobe!.mIoU, 0.123, "the earlier weights' score is not tabulated beside the new weights' k-NN and linear probe");
+    assert.equal(JSON.parse(readFileSync(file, 'utf8')).fingerprint.weights, r.runs[0].pretrain.sha256);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
