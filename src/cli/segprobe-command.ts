@@ -18,7 +18,7 @@ export function makeSegprobeCommand(factory: SegDataFactory = makeSegData): Comm
       'The linear segmentation protocol (DINOv2 / mmseg BNHead): patch tokens of the frozen encoder (after its final norm)\n' +
       '→ BatchNorm → per-patch Linear → bilinear upsampling to the image; per-pixel cross-entropy (255 = ignore).\n' +
       'Datasets: the built-in synthetic objects (--seg-classes shapes|object) or --dataset seg-folder --data-path ROOT\n' +
-      'with ROOT/{train,test}/images/NAME.jpg|png, ROOT/{train,test}/masks/NAME.png and ROOT/classes.txt.\n' +
+      'with ROOT/{train,test}/images/NAME.jpg|png, ROOT/{train,test}/masks/NAME.png (val/ for a missing test/) and ROOT/classes.txt.\n' +
       'Writes <out-dir>/segprobe.json (mIoU as a fraction), segprobe.png and seg-head.safetensors.\n' +
       'With --nproc-per-node N each process encodes its share of the images and the probe trains as in one process.',
     options: SEGPROBE_OPTIONS,

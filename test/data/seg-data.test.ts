@@ -409,6 +409,25 @@ test('seg-folder: a folder whose every image is left out says why, by reason, no
   }
 });
 
+test('seg-folder: the test split is val/ where there is no test/ (ADE20K, VOC), test/ where both are', async () => {
+  const { dir, cleanup } = tempDir('semaim-seg-');
+  try {
+    write(join(dir, 'classes.txt'), 'x\ny\n');
+    for (const split of ['train', 'val']) {
+      write(join(dir, split, 'images', `${split}.png`), await encode(picture(8, 8, 1), 8, 8, 3, 'png'));
+      write(join(dir, split, 'masks', `${split}.png`), pngEncode(8, 8, 0, 8, new Array<number>(64).fill(1)));
+    }
+    // before: "segmentation folder: <root>/test/images is missing"
+    assert.equal(segFolder(dir, { split: 'test' }).name(0), join(dir, 'val', 'images', 'val.png'));
+    assert.equal(segFolder(dir, { split: 'train' }).name(0), join(dir, 'train', 'images', 'train.png'));
+    write(join(dir, 'test', 'images', 'test.png'), await encode(picture(8, 8, 1), 8, 8, 3, 'png'));
+    write(join(dir, 'test', 'masks', 'test.png'), pngEncode(8, 8, 0, 8, new Array<number>(64).fill(1)));
+    assert.equal(segFolder(dir, { split: 'test' }).name(0), join(dir, 'test', 'images', 'test.png'));
+  } finally {
+    cleanup();
+  }
+});
+
 test('seg-folder: clear errors for a wrong layout or a missing class list', () => {
   const { dir, cleanup } = tempDir('semaim-seg-');
   try {

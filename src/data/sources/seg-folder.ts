@@ -39,7 +39,7 @@ export interface SegFolderOptions {
   imageInput?: ImageInputOptions;
 }
 
-const LAYOUT = '<root>/{train,test}/images/**/NAME.{jpg,png,...} with <root>/{train,test}/masks/**/NAME.png (and <root>/classes.txt)';
+const LAYOUT = '<root>/{train,test}/images/**/NAME.{jpg,png,...} with <root>/{train,test}/masks/**/NAME.png (val/ for a missing test/; and <root>/classes.txt)';
 
 const stem = (rel: string): string => rel.replace(/\.[^./]+$/, '');
 
@@ -82,7 +82,9 @@ function readClasses(root: string, numClasses: number | undefined): string[] {
 
 export function segFolder(rootIn: string, o: SegFolderOptions): SegSource {
   const root = resolve(rootIn);
-  const splitDir = join(root, o.split);
+  // the test split is test/, else val/ (ADE20K's and VOC's validation split), as the classification datasets read it
+  const split = o.split === 'test' && !existsSync(join(root, 'test')) && existsSync(join(root, 'val')) ? 'val' : o.split;
+  const splitDir = join(root, split);
   const imagesDir = join(splitDir, 'images');
   const masksDir = join(splitDir, 'masks');
   for (const d of [imagesDir, masksDir]) {
