@@ -110,6 +110,9 @@ export function validateAblate(o: AblateOptions): void {
   // the k-NN of every run would fail only after its pre-training
   if (o.trainLimit !== undefined && ks[ks.length - 1] > o.trainLimit)
     throw new OptionError('k', `k = ${ks[ks.length - 1]} exceeds the ${o.trainLimit} training images of --train-limit (lower --k or raise --train-limit)`);
+  // and so would its linear probe, which needs two training features
+  if (o.trainLimit !== undefined && o.trainLimit < 2)
+    throw new OptionError('trainLimit', `must be at least 2: the linear probe of every run trains on at least 2 images, got ${o.trainLimit}`);
   ablationSegRecipe(o, o.budget);
   if (o.budgetMinutes !== undefined) {
     if (o.epochs !== undefined) throw new OptionError('budgetMinutes', 'sets the epochs itself: give --budget-minutes or --epochs, not both');

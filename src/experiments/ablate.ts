@@ -12,6 +12,7 @@ import * as torch from '../torch';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, trainDataRequest, validatePretrain } from '../train/pretrain-options';
 import { pretrain } from '../train/pretrain';
 import { OptionError, OptionTable, resolveOptions } from '../util/options';
+import { DataError } from '../util/errors';
 import { VisionTransformer, encoderConfigOf, loadEncoder } from '../semaim';
 import { DataFactories, LabelledData, MemoryLabelledData, TrainData, splitClassMismatch } from '../data';
 import { checkDevice } from '../run/device';
@@ -848,13 +849,22 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
   const imgSize = all[0].options.imgSize;
   const evalOptions = { ...o, trainLimit: recipe.trainLimit, testLimit: recipe.testLimit };
   const ev: { train: LabelledData | null; test: LabelledData | null } = { train: null, test: null };
+  // The k-NN and the linear probe of every run need this many training images: found short only after the first
+  // pre-training, the ablation stopped there (the probe trains on at least 2 features).
+  const checkEvalTrainSize = (n: number, what: string): void => {
+    const kmax = ks[ks.length - 1];
+    const images = `${n} ${what}${n === 1 ? '' : 's'}`;
+    if (n < 2) throw new DataError(`the evaluation data has ${images}: the linear probe of every run needs at least 2`);
+    if (kmax > n) throw new OptionError('k', `k = ${kmax} exceeds the ${images} of the evaluation data`);
+  };
   const openEval = async (): Promise<{ train: LabelledData; test: LabelledData }> => {
     if (ev.train && ev.test) return { train: ev.train, test: ev.test };
     const tr = await f.makeEvalData(dataRequest(evalOptions, 'train', imgSize));
-    const kmax = ks[ks.length - 1];
-    if (kmax > tr.size) {
+    try {
+      checkEvalTrainSize(tr.size, 'training image');
+    } catch (e) {
       await tr.close();
-      throw new OptionError('k', `k = ${kmax} exceeds the ${tr.size} training images of the evaluation data`);
+      throw e;
     }
     let te: LabelledData;
     try {
@@ -886,6 +896,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
     }
     [ev.train, ev.test] = [train, test];
     log(`evaluation images decoded into memory: ${train.size} train, ${test.size} test (${((performance.now() - tc) / 1000).toFixed(1)} s)`);
+    checkEvalTrainSize(train.size, 'usable training image'); // (unusable images left out)
     return { train, test };
   };
 

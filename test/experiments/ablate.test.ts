@@ -236,6 +236,32 @@ test('a k above the training images is refused before any pre-training (it faile
   }
 });
 
+test('an evaluation training split of one image is refused before any pre-training (the linear probe of the first run failed on it)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-one-'));
+  try {
+    const out = join(dir, 'out');
+    const { commands } = await import('../../src/cli/commands');
+    await assert.rejects(
+      commands.ablate.run([
+        ...['--dataset', 'synthetic', '--train-limit', '1', '--test-limit', '4', '--k', '1', '--orders', 'raster', '--no-baseline', '--budget', 'small'],
+        ...['--img-size', '8', '--patch-size', '4', '--embed-dim', '16', '--depth', '1', '--num-heads', '2', '--decoder-depth', '1'],
+        ...['--epochs', '1', '--batch-size', '8', '--pretrain-limit', '16', '--out-dir', out, '--threads', '1'],
+      ]),
+      (e: Error) => e instanceof OptionError && e.key === 'trainLimit' && /at least 2/.test(e.message),
+    );
+    assert.equal(existsSync(out), false, 'nothing written');
+    // a training split of one image: known once it is opened, still before the first pre-training
+    const factories = memoryFactories(toyImages(16, 2, 8, 1), toyImages(6, 2, 8, 2));
+    const make = factories.makeEvalData.bind(factories);
+    factories.makeEvalData = async (r) => (r.split === 'train' ? toyImages(16, 2, 8, 1).subset(1) : make(r));
+    const o = resolveOptions(ABLATE_OPTIONS, { orders: 'raster', ...TINY_PRETRAIN, pretrainLimit: 16, k: '1', outDir: out, threads: 1, baseline: false });
+    await assert.rejects(ablate(o, factories, { log: () => {} }), (e: Error) => e instanceof DataError && /1 training image.*at least 2/.test(e.message));
+    assert.equal(existsSync(join(out, 'runs', 'raster-seed0')), false, 'no run was pre-trained');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("ablation.md's numbers: the seeds it names, pre-training in minutes, the evaluation limits asked for, a diverged run in its own row", () => {
   const recipe = ablationRecipe('small');
   const o = resolveOptions(ABLATE_OPTIONS, { orders: 'raster,semantic', seed: 3, seeds: 2, budget: 'small', trainLimit: 400 });
