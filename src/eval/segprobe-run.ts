@@ -184,10 +184,14 @@ export function segDataRequest(d: SegDataSettings, split: 'train' | 'test', imgS
   };
 }
 
-/** Both splits; closes the first when the second cannot be opened. */
+/**
+ * Both splits; closes the first when the second cannot be opened. A training split of fewer than 2 images is
+ * refused at once: the probe needs 2, and found out only after the features (in an ablation, after its first pre-training).
+ */
 export async function openSegSplits(f: SegDataFactory, d: SegDataSettings, imgSize: number, seed: number): Promise<{ train: SegData; test: SegData }> {
   const train = await f(segDataRequest(d, 'train', imgSize, seed));
   try {
+    if (train.size < 2) throw new DataError(`segprobe: the train split has ${train.size} image${train.size === 1 ? '' : 's'}: the probe trains on at least 2`);
     return { train, test: await f(segDataRequest(d, 'test', imgSize, seed)) };
   } catch (e) {
     await train.close();

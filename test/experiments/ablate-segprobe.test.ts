@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OptionError, resolveOptions } from '../../src/util/options';
+import { DataError } from '../../src/util/errors';
 import { ABLATE_OPTIONS } from '../../src/experiments/ablate-options';
 import { RANDOM_INIT, ablate, ablationExitCode, measureAblation } from '../../src/experiments/ablate';
 import { ablationSegRecipe } from '../../src/experiments/ablate-segprobe';
@@ -114,6 +115,21 @@ test('ablate --eval segprobe needs data with masks, named before any work', () =
   const r = ablationSegRecipe({ ...o, segDataset: 'synthetic' }, 'small')!;
   assert.deepEqual([r.data.dataset, r.data.segClasses, r.data.trainLimit, r.data.testLimit], ['synthetic', 'shapes', 1000, 500]);
   assert.equal(ablationSegRecipe(resolveOptions(ABLATE_OPTIONS, {}), 'small'), null, 'off by default');
+});
+
+test('ablate --eval segprobe refuses masked data of one training image before any pre-training (its probe failed after the first run)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-seg-one-'));
+  try {
+    const factories = { ...segFactories(), makeSegData: (r: { split: string }) => (r.split === 'train' ? squares(1, 1) : squares(12, 2)) };
+    const o = resolveOptions(ABLATE_OPTIONS, { ...TINY_ABLATION, trainLimit: 30, baseline: false, eval: 'segprobe', outDir: dir });
+    await assert.rejects(
+      ablate(o, factories, { log: () => {} }),
+      (e: Error) => e instanceof DataError && /train split has 1 image: the probe trains on at least 2/.test(e.message),
+    );
+    assert.equal(existsSync(join(dir, 'runs', 'raster-seed0')), false, 'no run was pre-trained');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('a --jobs shard scores the segmentation probe of its own runs only (each shard scored every finished run, at once)', async () => {
