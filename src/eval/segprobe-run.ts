@@ -89,6 +89,12 @@ export async function segprobeEncoder(
       throw new DataError(
         `${what}: ${Array.isArray(d.classNames) ? d.classNames.length : 'no'} class names for its ${d.numClasses} classes (one name per class)`,
       );
+  // (the online probe drops a partial batch: checked before the test features are extracted, as linprobe's online path)
+  if (s.augment !== 'none' && train.size < s.batchSize)
+    throw new OptionError(
+      'batchSize',
+      `${s.batchSize} exceeds the ${train.size} training images (the online probe, --augment ${s.augment}, drops partial batches)`,
+    );
   // before any batch is read, what the data left out while listing (an image without a mask): not among its `size`
   const listingSkips = train.skipped().count;
   const blocks = parseBlocks(s.blocks, encoder.cfg.depth);

@@ -600,3 +600,29 @@ test('a training set that is no multiple of the batch drops its last batch; a ba
     testSet.features.dispose();
   }
 });
+
+test('segprobe --augment crop-flip with fewer training images than a batch is refused before the test features are extracted', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-sp-fewonline-'));
+  try {
+    const enc = writeEncoder(dir);
+    let testBatches = 0;
+    const factory = (r: { split: string }) => {
+      if (r.split === 'train') return squares(3, 1);
+      const d = squares(4, 2);
+      const batches = d.batches.bind(d);
+      d.batches = (o) => {
+        testBatches++;
+        return batches(o);
+      };
+      return d;
+    };
+    const o = resolveOptions(SEGPROBE_OPTIONS, {}, { checkpoint: enc, epochs: 1, batchSize: 16, augment: 'crop-flip', outDir: join(dir, 'out'), threads: 1 });
+    await assert.rejects(
+      runSegprobe(readSegprobeConfig(o), o, factory, { progress: null }),
+      (e: Error) => e instanceof OptionError && e.key === 'batchSize' && /16 exceeds the 3 training images/.test(e.message),
+    );
+    assert.equal(testBatches, 0, 'no test image was read');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
