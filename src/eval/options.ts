@@ -354,6 +354,8 @@ export function checkLinprobeProcesses(o: { cacheFeatures: boolean; batchSize: n
 /** The linear probe's checks: the shared ones, and a batch the processes of the online (uncached) probe can split. */
 export function validateLinprobe(o: LinprobeCommandOptions): void {
   validateEval(o);
+  if (o.trainLimit !== undefined && o.trainLimit < 2)
+    throw new OptionError('trainLimit', `must be at least 2: the probe trains on at least 2 images, got ${o.trainLimit}`);
   if (o.cacheFeatures && o.augment !== 'resize-crop-flip')
     throw new OptionError('augment', 'has no effect on cached features (extracted once, without augmentation): add --no-cache-features');
   checkLinprobeProcesses(o, o.nprocPerNode * o.nnodes);

@@ -363,7 +363,12 @@ async function linprobeJob(
   let loaded: LoadedEncoder;
   let r;
   if (o.cacheFeatures) {
-    const ft = await encoderFeatures(o, f, source, group, undefined, signal, progress);
+    // (the probe needs 2 training features: checked before any image is read, and again on those left after the unusable ones)
+    const checkSizes = (sizes: { train: number }) => {
+      if (sizes.train < 2)
+        throw new DataError(`linprobe: the train split has ${sizes.train} image${sizes.train === 1 ? '' : 's'}: the probe trains on at least 2`);
+    };
+    const ft = await encoderFeatures(o, f, source, group, checkSizes, signal, progress);
     ({ loaded, train, test, numClasses, classNames, sizes } = ft);
     try {
       r = await linprobeOnFeatures(train, test, numClasses, { ...lo, group });

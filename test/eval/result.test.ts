@@ -11,6 +11,7 @@ import { runKnn, runLinprobe } from '../../src/eval/run';
 import { resolveEncoder } from '../../src/semaim';
 import { EvalDataRequest } from '../../src/data';
 import { quotedPath } from '../../src/util/printable';
+import { DataError } from '../../src/util/errors';
 import { memoryFactories, runPrunedWhileDataIsMade, toyImages, writeEncoder } from './helpers';
 
 test('knn and linprobe write a result JSON with accuracies, config, checkpoint path and SHA-256', async () => {
@@ -172,6 +173,42 @@ test('knn refuses a k above the training set before it extracts any feature', as
   assert.deepEqual(read, [], 'no image was read');
   assert.ok(!existsSync(join(dir, 'knn', 'knn.json')));
   rmSync(dir, { recursive: true, force: true });
+});
+
+test('linprobe refuses a training split of one image before it extracts any feature (the probe needs 2)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-result-one-'));
+  try {
+    const enc = writeEncoder(dir);
+    const f = memoryFactories(toyImages(1, 2, 8, 1), toyImages(6, 2, 8, 2));
+    const read: string[] = [];
+    const watched = {
+      ...f,
+      async makeEvalData(r: EvalDataRequest) {
+        const d = await f.makeEvalData(r);
+        const batches = d.batches.bind(d);
+        d.batches = (o) => {
+          read.push(r.split);
+          return batches(o);
+        };
+        return d;
+      },
+    };
+    const o = resolveOptions(LINPROBE_OPTIONS, { checkpoint: enc, outDir: join(dir, 'lp'), epochs: 1, threads: 1 });
+    await assert.rejects(
+      runLinprobe(o, watched),
+      (e: unknown) => e instanceof DataError && /train split has 1 image: the probe trains on at least 2/.test((e as Error).message),
+    );
+    assert.deepEqual(read, [], 'no image was read');
+    // --train-limit 1 asks for such a split: refused with the options, before the encoder or the data is opened
+    const limited = resolveOptions(LINPROBE_OPTIONS, { checkpoint: enc, outDir: join(dir, 'lp'), trainLimit: 1, threads: 1 });
+    await assert.rejects(
+      runLinprobe(limited, memoryFactories(toyImages(8, 2, 8, 1), toyImages(6, 2, 8, 2))),
+      (e: unknown) => e instanceof OptionError && e.key === 'trainLimit',
+    );
+    assert.ok(!existsSync(join(dir, 'lp', 'linprobe.json')));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('train and test splits must name their classes alike: a renamed class folder is refused, not scored', async () => {
