@@ -12,6 +12,8 @@ import type { SegData } from '../data/seg-streams';
 import { SEG_PROBE_OPTIONS, SegDataSettings, SegprobeSettings, checkSegDataOptions, readSegprobeSettings } from '../eval/segprobe-options';
 import type { ImageInputOptions } from '../data/options';
 import { openSegSplits, segprobeEncoder } from '../eval/segprobe-run';
+import { anyLabelled } from '../eval/segprobe';
+import { DataError } from '../util/errors';
 import { writeJsonAtomic } from '../util/safe-write';
 import { isJsonObject } from '../util/json-file';
 
@@ -88,6 +90,18 @@ export function ablationSegRecipe(o: AblationSegOptions, budget: 'full' | 'small
   };
 }
 
+/**
+ * Refuses (DataError, as every run's probe would) test masks without a labelled pixel, which the probe has nothing to
+ * score on: found by the first run's probe, that was after its whole pre-training. It reads the test batches up to the
+ * first labelled pixel (the first batch, as a rule).
+ */
+async function refuseUnlabelledTest(test: SegData, batchSize: number): Promise<void> {
+  for await (const b of test.batches({ batchSize, shuffle: false, epoch: 0, augment: 'none' })) if (anyLabelled(b.masks)) return;
+  throw new DataError(
+    `test data: no labelled pixel in its ${test.size} masks (every pixel is the ignore index ${test.ignoreIndex}): there is nothing to score`,
+  );
+}
+
 /** The probe over the ablation's encoders: both splits opened once, one score per run (cached in the run folder). */
 export class AblationSegprobe {
   private constructor(
@@ -113,6 +127,13 @@ export class AblationSegprobe {
     if (!make) throw new Error('--eval segprobe: no segmentation data adapter (makeSegData) was given to the ablation');
     // how images are read is not part of the recipe (nor of the cached results' fingerprint)
     const { train, test } = await openSegSplits(make, { ...recipe.data, imageInput }, imgSize, seed);
+    try {
+      await refuseUnlabelledTest(test, o.evalBatchSize);
+    } catch (e) {
+      await train.close();
+      await test.close();
+      throw e;
+    }
     return new AblationSegprobe(recipe, train, test, o, seed, currentPretrain);
   }
 

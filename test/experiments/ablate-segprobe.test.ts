@@ -132,6 +132,26 @@ test('ablate --eval segprobe refuses masked data of one training image before an
   }
 });
 
+test('ablate --eval segprobe refuses test masks without a labelled pixel before any pre-training (there is nothing to score)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-seg-ignored-'));
+  try {
+    const ignored = () => {
+      const d = squares(12, 2);
+      d.masks.fill(255);
+      return d;
+    };
+    const factories = { ...segFactories(), makeSegData: (r: { split: string }) => (r.split === 'train' ? squares(32, 1) : ignored()) };
+    const o = resolveOptions(ABLATE_OPTIONS, { ...TINY_ABLATION, trainLimit: 30, baseline: false, eval: 'segprobe', outDir: dir });
+    await assert.rejects(
+      ablate(o, factories, { log: () => {} }),
+      (e: Error) => e instanceof DataError && /test data: no labelled pixel in its 12 masks/.test(e.message),
+    );
+    assert.equal(existsSync(join(dir, 'runs', 'raster-seed0')), false, 'no run was pre-trained');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a --jobs shard scores the segmentation probe of its own runs only (each shard scored every finished run, at once)', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-seg-shard-'));
   try {
