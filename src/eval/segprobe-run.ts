@@ -95,6 +95,12 @@ export async function segprobeEncoder(
       'batchSize',
       `${s.batchSize} exceeds the ${train.size} training images (the online probe, --augment ${s.augment}, drops partial batches)`,
     );
+  // the head's BatchNorm normalises over a step's patch tokens: one image of an encoder's one patch is one value per channel
+  if (s.batchSize * encoder.numPatches < 2)
+    throw new OptionError(
+      'batchSize',
+      `${s.batchSize} image of the encoder's one patch per step gives the head's BatchNorm one value per channel to normalise: it needs at least 2 (--batch-size 2)`,
+    );
   // before any batch is read, what the data left out while listing (an image without a mask): not among its `size`
   const listingSkips = train.skipped().count;
   const blocks = parseBlocks(s.blocks, encoder.cfg.depth);

@@ -626,3 +626,31 @@ test('segprobe --augment crop-flip with fewer training images than a batch is re
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("segprobe --batch-size 1 on an encoder of one patch is refused before any feature: its head's BatchNorm would see one value per channel", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-sp-onepatch-'));
+  try {
+    const enc = writeEncoder(dir, { imgSize: 8, patchSize: 8, inChans: 3, embedDim: 16, depth: 1, numHeads: 2, mlpRatio: 2 });
+    let read = 0;
+    const factory = (r: { split: string }) => {
+      const d = r.split === 'train' ? squares(4, 1) : squares(4, 2);
+      const batches = d.batches.bind(d);
+      d.batches = (o) => {
+        read++;
+        return batches(o);
+      };
+      return d;
+    };
+    for (const augment of ['none', 'crop-flip']) {
+      const o = resolveOptions(SEGPROBE_OPTIONS, {}, { checkpoint: enc, epochs: 1, batchSize: 1, augment, outDir: join(dir, augment), threads: 1 });
+      await assert.rejects(
+        runSegprobe(readSegprobeConfig(o), o, factory, { progress: null }),
+        (e: Error) => e instanceof OptionError && e.key === 'batchSize' && /one patch/.test(e.message),
+        augment,
+      );
+    }
+    assert.equal(read, 0, 'no image was read');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
