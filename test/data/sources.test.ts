@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { userInfo } from 'node:os';
 import { existsSync, statSync, mkdirSync, rmSync, readFileSync, readdirSync, symlinkSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { gzipSync } from 'node:zlib';
 import {
   imageFolder,
@@ -30,6 +30,7 @@ import {
 import { commitExtraction, defaultDataCache, fileSha256 } from '../../src/data/sources/cifar';
 import { renderSynthetic, syntheticConfig, syntheticLabel } from '../../src/data/sources/synthetic';
 import { uniformImages } from '../../src/data/sources/memory';
+import { signalChild } from '../../src/util/signal-child';
 import { sharp, tempDir, write, picture, encode, pngEncode, bmp } from './helpers';
 
 /** Golden files made by the scripts/golden_*.py (the test runs from dist/test/data). */
@@ -424,6 +425,30 @@ test('an archive whose top folder is a link to a folder elsewhere is refused: no
   assert.equal(spawnSync('tar', ['-czf', archive, '-C', src, 'cifar10']).status, 0);
   assert.throws(() => cifar10Jpeg({ archive, cacheDir: join(root, 'cache-top-link') }), /does not contain cifar10\/ \(found: cifar10, a symbolic link\)/);
   assert.deepEqual(readdirSync(elsewhere), [], 'no marker written into the folder the link points to');
+});
+
+test("a killed extraction's tar still writing into its temporary folder does not make the next extraction fail: that folder is left for later", async (t) => {
+  // kill -9 of node (the OOM killer, a scheduler) ends it, not the tar it runs: that tar keeps writing into
+  // `.extract-<dead pid>-*`, whose removal failed (ENOTEMPTY) and failed the next extraction, telling the
+  // user to set SEMAIM_DATA_CACHE to a writable folder
+  const jpg = await encode(picture(32, 32), 32, 32, 3, 'jpeg');
+  const src = join(root, 'tarsrc-orphan');
+  for (const split of ['train', 'test']) for (const cls of ['cat', 'dog']) write(join(src, 'cifar10', split, cls, '0000.jpg'), jpg);
+  const archive = join(root, 'orphan.tar.gz');
+  assert.equal(spawnSync('tar', ['-czf', archive, '-C', src, 'cifar10']).status, 0);
+  const cache = join(root, 'cache-orphan');
+  const dead = spawnSync('true').pid!;
+  const left = join(cache, `.extract-${dead}-1`, 'cifar10');
+  mkdirSync(left, { recursive: true });
+  // the orphaned tar: writes files there until the folder is gone (or 20 s)
+  const writer = spawn('bash', ['-c', 'i=0; while [ $SECONDS -lt 20 ]; do : > "$1/f$((i % 64))" 2>/dev/null || exit 0; i=$((i + 1)); done', 'tar', left], {
+    stdio: 'ignore',
+  });
+  t.after(() => signalChild(writer, 'SIGKILL'));
+  for (let i = 0; i < 500 && !existsSync(join(left, 'f63')); i++) await new Promise((r) => setTimeout(r, 20));
+  assert.ok(existsSync(join(left, 'f63')), 'the writer is writing');
+  const ds = cifar10Jpeg({ archive, cacheDir: cache });
+  assert.equal(ds.length, 2);
 });
 
 test('processes extracting the same archive at once keep the first complete folder, which others read already', () => {

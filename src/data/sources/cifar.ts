@@ -178,9 +178,19 @@ export function fileSha256(path: string): string {
   return hash.digest('hex');
 }
 
-/** Removes the temporary folders of extractions whose process died (a signal ends tar and node before any cleanup). */
+/**
+ * Removes the temporary folders of extractions whose process died (a signal ends tar and node before any cleanup).
+ * As far as it can: a kill -9 of node alone leaves its tar writing on into its folder for a while, whose removal
+ * then fails (ENOTEMPTY); that folder is no reason to fail this extraction, and a later one removes it.
+ */
 function removeDeadExtractions(cacheDir: string): void {
-  for (const name of namesOfDeadProcesses(cacheDir, /^\.extract-(\d+)-\d+$/)) rmSync(join(cacheDir, name), { recursive: true, force: true });
+  for (const name of namesOfDeadProcesses(cacheDir, /^\.extract-(\d+)-\d+$/)) {
+    try {
+      rmSync(join(cacheDir, name), { recursive: true, force: true });
+    } catch {
+      /* still written by the orphaned tar of that process: left for a later extraction */
+    }
+  }
 }
 
 /**
