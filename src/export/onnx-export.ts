@@ -174,6 +174,6 @@ export async function exportOnnx(source: string, outDir: string, options: OnnxOp
   ];
   checkExportSpace(outDir, filesBytes(files), outDir, `model ${formatBytes(m.bytes.length)} and its two JSON files`);
   // all three, or none: an earlier export's config never describes a new model
-  await commitExport(join(outDir, 'onnx'), [config, model, pre], fileStagers(files), o.signal);
+  await commitExport(join(outDir, 'onnx'), [config, model, pre], fileStagers(files), o.signal, !!o.overwrite);
   return { dir: outDir, model, modelBytes: m.bytes.length, files: [model, config, pre] };
 }

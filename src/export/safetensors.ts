@@ -132,7 +132,7 @@ export async function exportEncoder(source: string, out: string, options: Export
     const { tensors } = loadTensors(join(dir, 'model.safetensors'), { filter: (k) => ENCODER_KEY.test(k), finite: true, sha256 });
     return { tensors, enc, sha256 };
   });
-  return writeEncoder(tensors, enc, sha256, files, o.signal);
+  return writeEncoder(tensors, enc, sha256, files, o.signal, !!o.overwrite);
 }
 
 /** The timm model a fine-tuned classifier's weights load into, by the pooling its config records. */
@@ -174,7 +174,7 @@ async function exportEncoderFile(source: string, out: string, o: ExportOptions):
     tensors.set(k, t.dtype === 'float32' ? t : t.to({ dtype: 'float32' }));
     if (t.dtype !== 'float32') t.dispose();
   }
-  return writeEncoder(tensors, src.config, src.sha256, files, o.signal);
+  return writeEncoder(tensors, src.config, src.sha256, files, o.signal, !!o.overwrite);
 }
 
 /**
@@ -182,7 +182,14 @@ async function exportEncoderFile(source: string, out: string, o: ExportOptions):
  * The weights file names its source by the SHA-256 of the weights read, not their path: an export of the same
  * weights is the same file wherever they were.
  */
-async function writeEncoder(tensors: Map<string, Tensor>, enc: EncoderConfig, sourceSha256: string, [weights, config]: string[], signal?: AbortSignal) {
+async function writeEncoder(
+  tensors: Map<string, Tensor>,
+  enc: EncoderConfig,
+  sourceSha256: string,
+  [weights, config]: string[],
+  signal: AbortSignal | undefined,
+  overwrite: boolean,
+) {
   try {
     // the weights' bytes, and 64 KiB for the header (a name and shape a tensor) and the config JSON
     const bytes = tensorsBytes(tensors.values());
@@ -206,6 +213,7 @@ async function writeEncoder(tensors: Map<string, Tensor>, enc: EncoderConfig, so
         () => stageFile(config, JSON.stringify(exportedConfigJson(enc), null, 2)),
       ],
       signal,
+      overwrite,
     );
   } finally {
     disposeAll(tensors);

@@ -178,6 +178,6 @@ export async function exportWeb(source: string, outDir: string, options: WebExpo
   // every file of this export is one commit (one journal, beside model.onnx): a full disk changes none
   // of them, and a kill between the renames is completed by the next writer, so the page, the runtime
   // and the model are always of one export
-  await commitExport(join(outDir, 'ort'), webExportFiles(outDir), fileStagers(files), o.signal);
+  await commitExport(join(outDir, 'ort'), webExportFiles(outDir), fileStagers(files), o.signal, !!o.overwrite);
   return { dir: outDir, page: join(outDir, 'index.html'), modelBytes: m.bytes.length, ortVersion: ort.version };
 }

@@ -182,6 +182,23 @@ export function claimOutputs(outputs: string[], option = 'out'): () => void {
 }
 
 /**
+ * Refuses (naming `option`, code 'ERR_OUTPUT_EXISTS') an output that exists now although it did not when checked:
+ * for a writer that holds the outputs' lock (claimOutputs) long after checkOutputs, and was not asked to
+ * `overwrite`. Another process wrote it meanwhile (an export of other weights to the same name), and it is kept.
+ */
+export function refuseWrittenMeanwhile(outputs: string[], overwrite: boolean, option = 'out'): void {
+  if (overwrite) return;
+  const taken = outputs.find((p) => occupied(p));
+  if (taken !== undefined)
+    throw new OptionError(
+      option,
+      `${quotedPath(taken)} was written by another process while this one worked: it is kept; choose another output, or pass --overwrite ({ overwrite: true }) to replace it`,
+      undefined,
+      'ERR_OUTPUT_EXISTS',
+    );
+}
+
+/**
  * The library's exports, embed and predict (the CLI checks more, before any work, with checkOutputs):
  * never over the encoder they read (its weights or the config beside them), into a checkpoint folder
  * or over a run's own files; an existing output of another kind only with `overwrite` (the command's

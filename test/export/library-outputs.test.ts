@@ -7,7 +7,11 @@ import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encoderExportFiles, exportEncoder } from '../../src/export/safetensors';
-import { encoderFiles, guardOutputs } from '../../src/io/outputs';
+import { encoderFiles, guardOutputs, outputLockPath } from '../../src/io/outputs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { signalChild } from '../../src/util/signal-child';
 import { exportOnnx } from '../../src/export/onnx-export';
 import { verifyCheckpoint } from '../../src/io/checkpoint';
 import { disposeAll, loadTensors, readSafetensorsHeader, saveTensors } from '../../src/io';
@@ -139,6 +143,51 @@ test('the library refuses to replace an earlier export or embed unless asked (ov
   } finally {
     rmSync(run, { recursive: true, force: true });
   }
+});
+
+test('an export refuses (no overwrite) outputs another process wrote between its check and its commit, keeping them', async (t) => {
+  // the check is made before the conversion (a ViT-B checkpoint: seconds of hashing and loading) and the outputs'
+  // lock taken at the commit: another export to the same name that ran in between was replaced without --overwrite
+  const run = mkdtempSync(join(tmpdir(), 'semaim-lib-meanwhile-'));
+  t.after(() => rmSync(run, { recursive: true, force: true }));
+  const model = tinyModel();
+  writeRunCheckpoint(run, model);
+  model.dispose();
+  mkdirSync(join(run, 'out'));
+  const [weights, config] = encoderExportFiles(join(run, 'out', 'enc'));
+  const lock = outputLockPath(weights);
+  // the other export: told to go, it puts its pair in place a moment later and gives up the lock it is taking
+  // (an empty lock: a process creating it; the export waits for it, up to 2 s, after its check)
+  const other = spawn(process.execPath, [
+    '-e',
+    `const fs = require('node:fs');
+     process.stdin.once('data', () => setTimeout(() => {
+       fs.writeFileSync(${JSON.stringify(weights)}, 'theirs');
+       fs.writeFileSync(${JSON.stringify(config)}, '{"theirs": true}');
+       fs.unlinkSync(${JSON.stringify(lock)});
+       process.exit(0);
+     }, 700));
+     console.log('ready');`,
+  ]);
+  const exited = once(other, 'exit');
+  t.after(() => signalChild(other, 'SIGKILL'));
+  assert.equal((await createInterface({ input: other.stdout })[Symbol.asyncIterator]().next()).value, 'ready');
+  writeFileSync(lock, '');
+  await new Promise((r) => other.stdin.write('go\n', r));
+  await assert.rejects(
+    () => lib.exportEncoder(run, join(run, 'out', 'enc')),
+    (e: unknown) =>
+      e instanceof lib.OptionError &&
+      e.code === 'ERR_OUTPUT_EXISTS' &&
+      /enc\.safetensors was written by another process while this one worked: it is kept/.test(e.message),
+  );
+  assert.deepEqual((await exited)[0], 0);
+  assert.equal(readFileSync(weights, 'utf8'), 'theirs', "the other process's export is kept");
+  assert.equal(readFileSync(config, 'utf8'), '{"theirs": true}');
+  assert.ok(!existsSync(lock), 'the lock is given up');
+  // asked to (overwrite: true), it replaces them
+  await lib.exportEncoder(run, join(run, 'out', 'enc'), { overwrite: true });
+  assert.equal(readSafetensorsHeader(weights).tensors.size > 0, true);
 });
 
 test('an exported encoder names its source by the SHA-256 of the weights read, not their path: the same weights give the same file from anywhere', async () => {
