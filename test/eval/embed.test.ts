@@ -18,6 +18,8 @@ import { EncoderConfig, VisionTransformer } from '../../src/semaim';
 import { tempDir, write, picture, encode } from '../data/helpers';
 import { countingLoopTurns, runPrunedWhileDataIsMade, writeEncoder } from './helpers';
 import { printed } from '../output';
+import { writerMeanwhile } from '../written-meanwhile';
+import { outputLockPath } from '../../src/io/outputs';
 import { withProcessThreads } from '../../src/run/device';
 
 const CFG: EncoderConfig = { imgSize: 32, patchSize: 8, inChans: 3, embedDim: 16, depth: 2, numHeads: 2, mlpRatio: 2 };
@@ -453,6 +455,32 @@ test('two embeds of one process into the same file at once: the second is refuse
   // the claim ends with the job: the same output again is written
   await embed({ ...base, pooling: 'cls', overwrite: true });
   assert.deepEqual(readSafetensorsHeader(out).tensors.get('features')?.shape, [4, 16]);
+});
+
+test('embed refuses (no overwrite) features another process wrote at --out between its check and its start, keeping them', async (t) => {
+  // the outputs are checked before the images are listed (a large folder: seconds) and claimed after: another
+  // embed to the same name that ran in between was replaced without --overwrite
+  const images = join(dir, 'meanwhile-two');
+  for (let i = 0; i < 2; i++) write(join(images, `p${i}.png`), await encode(picture(32, 32, i), 32, 32, 3, 'png'));
+  mkdirSync(join(dir, 'meanwhile'));
+  const out = join(dir, 'meanwhile', 'x.safetensors');
+  const list = join(dir, 'meanwhile', 'x.json');
+  const other = await writerMeanwhile(t, outputLockPath(out), [
+    [out, 'theirs'],
+    [list, '{"theirs": true}'],
+  ]);
+  await other.go();
+  await assert.rejects(
+    embed({ checkpoint: encoderPath, images, out, numWorkers: 0, progress: null }),
+    (e: unknown) =>
+      e instanceof OptionError &&
+      e.code === 'ERR_OUTPUT_EXISTS' &&
+      /x\.safetensors was written by another process while this one worked: it is kept/.test(e.message),
+  );
+  assert.equal(await other.exited, 0);
+  assert.equal(readFileSync(out, 'utf8'), 'theirs');
+  assert.equal(readFileSync(list, 'utf8'), '{"theirs": true}');
+  assert.ok(!existsSync(outputLockPath(out)), 'the lock is given up');
 });
 
 test('a skipped file whose name has a control character is listed with its reason, not as merely unreadable', async () => {

@@ -18,7 +18,8 @@ import { loadEncoder } from '../../src/semaim';
 import { loadTensors, saveTensors } from '../../src/io';
 import * as torch from '../../src/torch';
 import { OptionError } from '../../src/util/options';
-import { claimOutputs } from '../../src/io/outputs';
+import { claimOutputs, outputLockPath } from '../../src/io/outputs';
+import { writerMeanwhile } from '../written-meanwhile';
 import { encode, picture, withFullDiskAt } from '../data/helpers';
 import { TINY, maxDiff, pretrainTinyRun, toyImages, writeEncoder } from './helpers';
 import { captureStderr, printed, quiet } from '../output';
@@ -479,4 +480,35 @@ test('predict refused by its image loader (image-input options it cannot take) f
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+});
+
+test('predict refuses (no overwrite) a list another process wrote at --out between its check and its start, keeping it', async (t) => {
+  // the outputs are checked before the model is loaded and the images listed, and claimed after: another
+  // predict to the same name that ran in between was replaced without --overwrite
+  const root = mkdtempSync(join(tmpdir(), 'semaim-predict-meanwhile-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const dir = join(root, 'run', 'checkpoints', 'step-00000001');
+  mkdirSync(dir, { recursive: true });
+  const cfg = { ...TINY, numClasses: 2, pool: 'avg' as const };
+  const model = new ViTClassifier(cfg);
+  saveTensors(join(dir, 'model.safetensors'), model.stateDict(), { format: 'semaim.finetune/1', config: JSON.stringify(cfg) });
+  model.dispose();
+  writeFileSync(join(dir, 'state.json'), '{}');
+  await writeColourFolders(root, ['a', 'b'], { train: 0, test: 2 }, 200);
+  mkdirSync(join(root, 'pred'));
+  const out = join(root, 'pred', 'p.json');
+  const csv = join(root, 'pred', 'p.csv');
+  const other = await writerMeanwhile(t, outputLockPath(out), [
+    [out, '{"theirs": true}'],
+    [csv, 'theirs'],
+  ]);
+  await other.go();
+  await assert.rejects(
+    predict({ checkpoint: dir, verify: false, images: join(root, 'data', 'test'), out, numWorkers: 0, threads: 1, progress: null, onWarning: () => {} }),
+    (e: unknown) =>
+      e instanceof OptionError && e.code === 'ERR_OUTPUT_EXISTS' && /p\.json was written by another process while this one worked: it is kept/.test(e.message),
+  );
+  assert.equal(await other.exited, 0);
+  assert.equal(readFileSync(out, 'utf8'), '{"theirs": true}');
+  assert.equal(readFileSync(csv, 'utf8'), 'theirs');
 });
