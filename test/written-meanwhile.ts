@@ -9,7 +9,7 @@ import { createInterface } from 'node:readline';
 import type { TestContext } from 'node:test';
 import { signalChild } from '../src/util/signal-child';
 
-/** Starts the other process; `go()` leaves the lock `lock` empty and tells it to write `files` 700 ms later; `exited` is its exit code. */
+/** Starts the other process; `go()` leaves the lock `lock` empty and tells it to write `files` 1 s later; `exited` is its exit code. */
 export async function writerMeanwhile(
   t: TestContext,
   lock: string,
@@ -22,7 +22,7 @@ export async function writerMeanwhile(
        for (const [path, text] of ${JSON.stringify(files)}) fs.writeFileSync(path, text);
        fs.unlinkSync(${JSON.stringify(lock)});
        process.exit(0);
-     }, 700));
+     }, 1000));
      console.log('ready');`,
   ]);
   const exited = once(other, 'exit').then(([code]) => code as number | null);

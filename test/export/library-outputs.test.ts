@@ -8,10 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encoderExportFiles, exportEncoder } from '../../src/export/safetensors';
 import { encoderFiles, guardOutputs, outputLockPath } from '../../src/io/outputs';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { createInterface } from 'node:readline';
-import { signalChild } from '../../src/util/signal-child';
+import { writerMeanwhile } from '../written-meanwhile';
 import { exportOnnx } from '../../src/export/onnx-export';
 import { verifyCheckpoint } from '../../src/io/checkpoint';
 import { disposeAll, loadTensors, readSafetensorsHeader, saveTensors } from '../../src/io';
@@ -156,24 +153,11 @@ test('an export refuses (no overwrite) outputs another process wrote between its
   mkdirSync(join(run, 'out'));
   const [weights, config] = encoderExportFiles(join(run, 'out', 'enc'));
   const lock = outputLockPath(weights);
-  // the other export: told to go, it puts its pair in place a moment later and gives up the lock it is taking
-  // (an empty lock: a process creating it; the export waits for it, up to 2 s, after its check)
-  const other = spawn(process.execPath, [
-    '-e',
-    `const fs = require('node:fs');
-     process.stdin.once('data', () => setTimeout(() => {
-       fs.writeFileSync(${JSON.stringify(weights)}, 'theirs');
-       fs.writeFileSync(${JSON.stringify(config)}, '{"theirs": true}');
-       fs.unlinkSync(${JSON.stringify(lock)});
-       process.exit(0);
-     }, 700));
-     console.log('ready');`,
+  const other = await writerMeanwhile(t, lock, [
+    [weights, 'theirs'],
+    [config, '{"theirs": true}'],
   ]);
-  const exited = once(other, 'exit');
-  t.after(() => signalChild(other, 'SIGKILL'));
-  assert.equal((await createInterface({ input: other.stdout })[Symbol.asyncIterator]().next()).value, 'ready');
-  writeFileSync(lock, '');
-  await new Promise((r) => other.stdin.write('go\n', r));
+  await other.go();
   await assert.rejects(
     () => lib.exportEncoder(run, join(run, 'out', 'enc')),
     (e: unknown) =>
@@ -181,7 +165,7 @@ test('an export refuses (no overwrite) outputs another process wrote between its
       e.code === 'ERR_OUTPUT_EXISTS' &&
       /enc\.safetensors was written by another process while this one worked: it is kept/.test(e.message),
   );
-  assert.deepEqual((await exited)[0], 0);
+  assert.equal(await other.exited, 0);
   assert.equal(readFileSync(weights, 'utf8'), 'theirs', "the other process's export is kept");
   assert.equal(readFileSync(config, 'utf8'), '{"theirs": true}');
   assert.ok(!existsSync(lock), 'the lock is given up');
