@@ -6,7 +6,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { userInfo } from 'node:os';
-import { existsSync, statSync, mkdirSync, rmSync, readFileSync, readdirSync, symlinkSync } from 'node:fs';
+import { existsSync, statSync, mkdirSync, rmSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
 import { spawn, spawnSync } from 'node:child_process';
 import { gzipSync } from 'node:zlib';
 import {
@@ -474,6 +475,54 @@ test('processes extracting the same archive at once keep the first complete fold
   rmSync(join(target, '.complete'));
   commitExtraction(late, target);
   assert.ok(existsSync(join(target, '.complete')) && !existsSync(join(target, 'train', 'cat', 'read-by-the-first.jpg')));
+});
+
+test('processes extracting at once over an incomplete folder at the target (an interrupted removal) all succeed, reading the folder left in place', async () => {
+  // it was removed in place by each of them: the others failed with ENOTEMPTY, or one removed the folder another had put there and returned
+  const jpg = await encode(picture(32, 32), 32, 32, 3, 'jpeg');
+  const src = join(root, 'tarsrc-incomplete');
+  for (const split of ['train', 'test'])
+    for (const cls of ['cat', 'dog']) for (let i = 0; i < 50; i++) write(join(src, 'cifar10', split, cls, `${i}.jpg`), jpg);
+  const archive = join(root, 'incomplete.tar.gz');
+  assert.equal(spawnSync('tar', ['-czf', archive, '-C', src, 'cifar10']).status, 0);
+  const cifar = join(__dirname, '..', '..', 'src', 'data', 'sources', 'cifar.js');
+  const script = `const d = require(${JSON.stringify(cifar)}).ensureCifar10Jpeg({ archive: process.argv[1], cacheDir: process.argv[2] });
+    console.log(require('node:fs').statSync(d).ino)`;
+  for (let round = 0; round < 4; round++) {
+    const cache = join(root, `cache-incomplete-${round}`);
+    const target = join(cache, `cifar10-${fileSha256(archive).slice(0, 16)}`);
+    // what an interrupted removal leaves: the marker gone, thousands of files still there (slow to remove)
+    mkdirSync(join(target, 'train'), { recursive: true });
+    for (let i = 0; i < 3000; i++) writeFileSync(join(target, 'train', `${i}.jpg`), '');
+    const runs = await Promise.all(
+      Array.from({ length: 3 }, async () => {
+        const child = spawn(process.execPath, ['-e', script, archive, cache], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let out = '';
+        child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+        child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+        const [code] = await once(child, 'exit');
+        return { code, out: out.trim() };
+      }),
+    );
+    assert.deepEqual(
+      runs.map((r) => r.code),
+      [0, 0, 0],
+      runs.map((r) => r.out).join('\n'),
+    );
+    const ino = String(statSync(target).ino);
+    assert.deepEqual(
+      runs.map((r) => r.out),
+      [ino, ino, ino],
+      'every process returned the folder that is in place',
+    );
+    assert.equal(readdirSync(join(target, 'train', 'cat')).length, 50);
+    assert.ok(!existsSync(join(target, 'train', '0.jpg')), 'the incomplete folder is gone');
+    assert.deepEqual(
+      readdirSync(cache).filter((n) => n.startsWith('.extract-')),
+      [],
+      'no temporary folder left',
+    );
+  }
 });
 
 test('IDX images and labels, raw and gzip', () => {

@@ -255,19 +255,38 @@ export function extractArchive(archive: string, cacheDir: string, top: string): 
  * Moves the complete folder `extracted` (its `.complete` written) to `target`. Processes started together
  * (the ablation's) extract at once: the first rename wins, and a later one finds a complete `target` that
  * others are reading already, so it keeps that one and its own copy is removed with its temporary folder.
- * A `target` without `.complete` is an interrupted rename of older versions, replaced.
+ * A `target` without `.complete` (a rename of older versions, or a removal, that was interrupted) is replaced:
+ * moved into this extraction's temporary folder first, which one process alone can do, then removed with it.
+ * (Removed in place, processes replacing it at once failed with ENOTEMPTY, and one removed the folder
+ * another had just put there and returned.)
  */
 export function commitExtraction(extracted: string, target: string): void {
-  try {
-    renameSync(extracted, target);
-    return;
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
+  const aside = join(dirname(extracted), 'replaced'); // (removed with the temporary folder, also after a kill)
+  for (let attempt = 1; ; attempt++) {
+    try {
+      renameSync(extracted, target);
+      return;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if ((code !== 'ENOTEMPTY' && code !== 'EEXIST') || attempt > 5) throw e;
+    }
+    if (existsSync(join(target, '.complete'))) return;
+    try {
+      renameSync(target, aside);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue; // moved away by another process meanwhile
+      throw e;
+    }
+    // a complete one another process put in place right after the look above goes back, where its readers find it
+    if (existsSync(join(aside, '.complete'))) {
+      try {
+        renameSync(aside, target);
+      } catch {
+        /* another complete one is in place now */
+      }
+    }
+    rmSync(aside, { recursive: true, force: true });
   }
-  if (existsSync(join(target, '.complete'))) return;
-  rmSync(target, { recursive: true, force: true });
-  renameSync(extracted, target);
 }
 
 /**
