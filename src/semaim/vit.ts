@@ -4,6 +4,7 @@ import * as torch from '../torch';
 import { F, Tensor, fused } from '../torch';
 import { Conv2d, DropPath, Identity, LayerNorm, Linear, Mlp, Module, ModuleList, init } from '../nn';
 import { sincosPosEmbed2d } from './posembed';
+import { atLeastFloat32 } from './orders';
 import { EncoderConfig, MODEL_KEYS, checkKnownKeys, validateEncoder } from './config';
 
 /** Which keys each token may attend to: `causal`, an explicit bool `mask`, or (neither given) all of them. */
@@ -346,7 +347,8 @@ export class VisionTransformer extends Module {
       for (const b of blocks.slice(0, -1)) x = b.forward(x);
       const last = blocks[blocks.length - 1];
       const p = last.attn.probabilities(last.norm1.forward(x));
-      return p.float().mean(1).select(1, 0).narrow(1, 1, this.numPatches);
+      // float32 at least (bf16/fp16 probabilities averaged in float32); a float64 model's map stays float64, as its cls/gap maps
+      return atLeastFloat32(p).mean(1).select(1, 0).narrow(1, 1, this.numPatches);
     });
   }
 }
