@@ -36,6 +36,7 @@ import { StagedFile, commitFiles, stageFile } from '../util/safe-write';
 import { checkOutputName, claimOutputs, guardOutputs, refuseWrittenMeanwhile } from '../io/outputs';
 import { DataError } from '../util/errors';
 import { makeFolder } from '../util/make-folder';
+import { makeOutputFolder } from '../util/output-folder';
 import { stderrLine } from '../util/console-line';
 import { printable, quotedPath } from '../util/printable';
 import { checkEncoderFitsOnCpu } from './encoder-memory';
@@ -412,11 +413,14 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
   let writer: SafetensorsRowWriter | null = null;
   let progress: Progress | null = null;
   let release = () => {};
+  let takeBack = () => {}; // (the output folders this call made, removed if it fails while they are empty)
+  let failed = false;
   const overflow = new FeatureOverflowCheck();
   let halfOverflow: { value: number; image: string } | null = null;
   try {
     // another embed of this process writing the same files would interleave its rows and renames with ours
     if (rank === 0) {
+      takeBack = makeOutputFolder(dirname(o.out));
       release = claimOutputs([o.out, embedListPath(o.out)]);
       // checked before the images were listed: another process's features written there since are kept
       refuseWrittenMeanwhile([o.out, embedListPath(o.out)], !!o.overwrite);
@@ -538,6 +542,7 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
     return { path: out, listPath, count: n, skipped: skipped.length, shape: list.shape, seconds };
   } catch (e) {
     writer?.abort();
+    failed = true;
     throw e;
   } finally {
     progress?.done();
@@ -545,5 +550,6 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
     encoder?.dispose();
     overflow.dispose();
     release();
+    if (failed) takeBack();
   }
 }

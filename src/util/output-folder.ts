@@ -8,13 +8,25 @@ import { makeFolder } from './make-folder';
 
 /** Makes `dir` and its missing parents, then runs `job`; if it fails, removes again those it made that are still empty. */
 export async function inOutputFolder<T>(dir: string, job: () => Promise<T>): Promise<T> {
-  const first = makeFolder(dir);
+  const takeBack = makeOutputFolder(dir);
   try {
     return await job();
   } catch (e) {
-    if (first !== undefined) removeEmpty(resolve(dir), resolve(first));
+    takeBack();
     throw e;
   }
+}
+
+/**
+ * Makes `dir` and its missing parents, as inOutputFolder, for a job that cannot run inside it (one that
+ * releases its lock beside the outputs in its own `finally`): call the returned function when the job
+ * failed, after that release, to remove again those it made that are still empty.
+ */
+export function makeOutputFolder(dir: string): () => void {
+  const first = makeFolder(dir);
+  return () => {
+    if (first !== undefined) removeEmpty(resolve(dir), resolve(first));
+  };
 }
 
 /** Removes `dir`, then its parents up to `top`, stopping at the first that is not empty (or not there). */

@@ -395,7 +395,7 @@ test('embed --dtype float16 refuses features beyond float16 (they would be store
     message:
       /^option 'dtype': float16 cannot store these features: .*half-range\/p[01]\.png has a feature of 80000\.0, beyond float16's largest value \(65504\), so it would be written as Inf\. Nothing was written: use float32$/,
   });
-  assert.deepEqual(readdirSync(join(dir, 'half-range-out')), [], 'no features, list or partial file');
+  assert.ok(!existsSync(join(dir, 'half-range-out')), 'no features, list or partial file, nor the folder embed made');
   // float32 holds them
   const r = await embed({ ...base, dtype: 'float32' });
   assert.equal(r.count, 4);
@@ -586,4 +586,20 @@ test("embed of a run folder whose checkpoint the run prunes while the images are
   assert.equal(list.encoder.weights, join(newest, 'model.safetensors'), 'the checkpoint it read, not the pruned one it resolved first');
   assert.equal(list.encoder.sha256, sha256File(join(newest, 'model.safetensors')));
   assert.equal(readSafetensorsHeader(r.path).metadata.encoder_sha256, list.encoder.sha256);
+});
+
+test('embed that fails into a new folder (no readable image, a stop) takes back the folders it made; an existing one stays', async () => {
+  const images = join(dir, 'all-broken');
+  write(join(images, 'broken.png'), 'not a png');
+  const fresh = join(dir, 'fresh-embed');
+  const base = { checkpoint: encoderPath, images, batchSize: 4, numWorkers: 0, progress: null, onWarning: () => {} };
+  await assert.rejects(embed({ ...base, out: join(fresh, 'sub', 'f.safetensors') }), /embed: no readable image/);
+  assert.ok(!existsSync(fresh), 'the folders embed made are gone');
+  const stop = new AbortController();
+  stop.abort();
+  await assert.rejects(embed({ ...base, out: join(fresh, 'f.safetensors'), signal: stop.signal }));
+  assert.ok(!existsSync(fresh), 'the folder of a stopped embed is gone');
+  mkdirSync(fresh);
+  await assert.rejects(embed({ ...base, out: join(fresh, 'f.safetensors') }), /embed: no readable image/);
+  assert.deepEqual(readdirSync(fresh), [], 'an existing folder stays, empty');
 });
