@@ -10,6 +10,7 @@
 // since the JSON's header (accuracy, count, seconds) and its skipped list come before the predictions and
 // are known only at the end; then the JSON is written as its header and a copy of the two, and the pair
 // is committed together (commitFiles). A stop or an error removes every temporary file.
+import { dirname } from 'node:path';
 import * as torch from '../torch';
 import { defineOptions, jobFields } from '../util/options';
 import { printable, quotedPath } from '../util/printable';
@@ -24,6 +25,7 @@ import { processDevice } from '../run/device';
 import { inJobScope } from '../run/job-scope';
 import { commitFiles, removeDeadTemps, type StagedFile } from '../util/safe-write';
 import { StagedStream } from '../util/staged-stream';
+import { makeOutputFolder } from '../util/output-folder';
 import type { ClassifierConfig } from './classifier';
 import type { FeaturePooling } from './features';
 import { loadPredictor, resolvePredictor } from './classifier-source';
@@ -276,8 +278,11 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
   const plan = loader.plan(0);
   let seen = 0;
   let release = () => {};
+  let takeBack = () => {}; // (the output folders this call made, removed if it fails while they are empty)
+  let failed = false;
   let writer: PredictWriter | null = null;
   try {
+    takeBack = makeOutputFolder(dirname(out));
     // from the start: another writer of the same files (this process or another) is refused before the work, not after it
     release = claimOutputs([out, predictCsvPath(out)]);
     // checked before the model was loaded and the images listed: another process's list written there since is kept
@@ -353,9 +358,13 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
     });
     if (skipped) warn(`predict: skipped ${skipped} unreadable image${skipped === 1 ? '' : 's'} (listed in ${quotedPath(out)})`);
     return { path: out, csvPath: predictCsvPath(out), count, skipped, accuracy, seconds };
+  } catch (e) {
+    failed = true;
+    throw e;
   } finally {
     writer?.abort(); // (a stop or an error: no temporary file is left)
     release();
+    if (failed) takeBack();
     progress?.done();
     await loader.close();
     model.dispose();

@@ -512,3 +512,26 @@ test('predict refuses (no overwrite) a list another process wrote at --out betwe
   assert.equal(readFileSync(out, 'utf8'), '{"theirs": true}');
   assert.equal(readFileSync(csv, 'utf8'), 'theirs');
 });
+
+test('predict that fails into a new folder (no readable image) takes back the folders it made; an existing one stays', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-predict-fresh-'));
+  try {
+    await writeColourFolders(root, ['a', 'b'], { train: 4, test: 2 }, 200);
+    const encoder = writeEncoder(root);
+    const data = ['--dataset', 'folder', '--data-path', join(root, 'data'), '--num-workers', '0', '--threads', '1'];
+    const lp = join(root, 'lp');
+    await quiet(() => commands.linprobe.run(['--checkpoint', encoder, ...data, '--epochs', '1', '--batch-size', '4', '--out-dir', lp]));
+    const images = join(root, 'broken');
+    mkdirSync(images);
+    writeFileSync(join(images, 'x.png'), 'not a png');
+    const fresh = join(root, 'fresh');
+    const base = { checkpoint: lp, images, numWorkers: 0, progress: null, onWarning: () => {} };
+    await assert.rejects(predict({ ...base, out: join(fresh, 'sub', 'p.json') }), /predict: no readable image/);
+    assert.deepEqual(readdirSync(root).sort(), ['broken', 'data', 'encoder.json', 'encoder.safetensors', 'lp'], 'the folders predict made are gone');
+    mkdirSync(fresh);
+    await assert.rejects(predict({ ...base, out: join(fresh, 'p.json') }), /predict: no readable image/);
+    assert.deepEqual(readdirSync(fresh), [], 'an existing folder stays, empty');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
