@@ -10,7 +10,7 @@ import { encodePng } from './png';
 import { commitStagedUnlessAborted, fileStagers, finishInterruptedCommits } from '../util/safe-write';
 import { yieldThenThrowIfAborted } from '../util/errors';
 import { readRegularFile } from '../util/regular-file';
-import { makeFolder } from '../util/make-folder';
+import { inOutputFolder } from '../util/output-folder';
 import { claimOutputs } from '../io/outputs';
 import { defineOptions, jobFields } from '../util/options';
 
@@ -115,56 +115,58 @@ export async function visualizeModel(model: SemAIM, images: LoadedImages, outDir
   await yieldThenThrowIfAborted(o.signal);
   const figRows: FigureRow[] = maps.map((m, i) => imageRow(images.names[i], images.rgb[i], m, o.orders, lossOrder));
   const render = { grid: model.grid, minCell: o.minCell };
-  makeFolder(outDir);
-  const summary = join(outDir, 'visualize.json');
-  const rowFiles = images.names.map((name, i) => rowFile(outDir, i, name));
-  const { canvas, layout } = renderFigure(figRows, render);
-  const grid = join(outDir, 'grid.png');
-  const columns = figRows[0].cells.map((c) => c.label);
-  // the list, the grid and the rows are one commit (one journal, visualize.json.commit): a kill between
-  // the renames is completed by the next visualisation here, never a grid beside another's list or rows
-  const listing = {
-    checkpoint: o.checkpoint ?? null,
-    columns,
-    grid: { gridH: model.grid.gridH, gridW: model.grid.gridW, imgSize: model.config.imgSize, patchSize: model.config.patchSize },
-    layout: { scale: layout.scale, cell: layout.cell, width: layout.width, height: layout.height },
-    lossOrder,
-    images: images.names.map((name, i) => ({
-      name,
-      path: images.files[i],
-      file: rowFiles[i],
-      firstPatch: Object.fromEntries(Object.entries(maps[i].orders).map(([k, v]) => [k, argmin(v!)])),
-      meanLoss: maps[i].patchLoss.reduce((a, b) => a + b, 0) / maps[i].patchLoss.length,
-    })),
-    skipped: images.skipped,
-  };
-  const pngs: [string, Uint8Array][] = [[grid, await encodePng(canvas)]];
-  for (let i = 0; i < figRows.length; i++) {
-    await yieldThenThrowIfAborted(o.signal);
-    pngs.push([rowFiles[i], await encodePng(renderFigure([figRows[i]], render).canvas)]);
-  }
-  // another visualisation into this folder (another process, another job) is refused from here to the end:
-  // one that committed between this one's reading of the earlier list and its commit left rows beside it
-  const release = claimOutputs([summary, ...pngs.map(([path]) => path)]);
-  try {
-    finishInterruptedCommits(outDir); // an earlier visualisation killed mid-commit: its list is the one in place
-    // rows an earlier visualisation here listed and this one does not write would pass for this one's.
-    // A visualisation writes its rows beside its list, so a listed row is its name in this folder (the path
-    // as listed was relative to that writer's working directory, or absolute before the folder was moved).
-    // This list names them too, as superseded: a kill before they are removed leaves them to the next
-    // visualisation here.
-    const written = new Set(rowFiles.map((f) => basename(f)));
-    const superseded = [...new Set(rowsListedIn(summary).map((f) => basename(f)))]
-      .filter((name) => !written.has(name) && isRowFileName(name))
-      .map((name) => join(outDir, name))
-      .filter((f) => existsSync(f));
-    const list = JSON.stringify(superseded.length ? { ...listing, superseded } : listing, null, 2);
-    await commitStagedUnlessAborted(fileStagers([[summary, list], ...pngs]), o.signal);
-    for (const f of superseded) rmSync(f, { force: true });
-  } finally {
-    release();
-  }
-  return { rows: rowFiles, grid, summary, columns, maps, layout, skipped: images.skipped };
+  // (a stop while the figures are encoded or staged takes back the folders this call made, while empty)
+  return inOutputFolder(outDir, async () => {
+    const summary = join(outDir, 'visualize.json');
+    const rowFiles = images.names.map((name, i) => rowFile(outDir, i, name));
+    const { canvas, layout } = renderFigure(figRows, render);
+    const grid = join(outDir, 'grid.png');
+    const columns = figRows[0].cells.map((c) => c.label);
+    // the list, the grid and the rows are one commit (one journal, visualize.json.commit): a kill between
+    // the renames is completed by the next visualisation here, never a grid beside another's list or rows
+    const listing = {
+      checkpoint: o.checkpoint ?? null,
+      columns,
+      grid: { gridH: model.grid.gridH, gridW: model.grid.gridW, imgSize: model.config.imgSize, patchSize: model.config.patchSize },
+      layout: { scale: layout.scale, cell: layout.cell, width: layout.width, height: layout.height },
+      lossOrder,
+      images: images.names.map((name, i) => ({
+        name,
+        path: images.files[i],
+        file: rowFiles[i],
+        firstPatch: Object.fromEntries(Object.entries(maps[i].orders).map(([k, v]) => [k, argmin(v!)])),
+        meanLoss: maps[i].patchLoss.reduce((a, b) => a + b, 0) / maps[i].patchLoss.length,
+      })),
+      skipped: images.skipped,
+    };
+    const pngs: [string, Uint8Array][] = [[grid, await encodePng(canvas)]];
+    for (let i = 0; i < figRows.length; i++) {
+      await yieldThenThrowIfAborted(o.signal);
+      pngs.push([rowFiles[i], await encodePng(renderFigure([figRows[i]], render).canvas)]);
+    }
+    // another visualisation into this folder (another process, another job) is refused from here to the end:
+    // one that committed between this one's reading of the earlier list and its commit left rows beside it
+    const release = claimOutputs([summary, ...pngs.map(([path]) => path)]);
+    try {
+      finishInterruptedCommits(outDir); // an earlier visualisation killed mid-commit: its list is the one in place
+      // rows an earlier visualisation here listed and this one does not write would pass for this one's.
+      // A visualisation writes its rows beside its list, so a listed row is its name in this folder (the path
+      // as listed was relative to that writer's working directory, or absolute before the folder was moved).
+      // This list names them too, as superseded: a kill before they are removed leaves them to the next
+      // visualisation here.
+      const written = new Set(rowFiles.map((f) => basename(f)));
+      const superseded = [...new Set(rowsListedIn(summary).map((f) => basename(f)))]
+        .filter((name) => !written.has(name) && isRowFileName(name))
+        .map((name) => join(outDir, name))
+        .filter((f) => existsSync(f));
+      const list = JSON.stringify(superseded.length ? { ...listing, superseded } : listing, null, 2);
+      await commitStagedUnlessAborted(fileStagers([[summary, list], ...pngs]), o.signal);
+      for (const f of superseded) rmSync(f, { force: true });
+    } finally {
+      release();
+    }
+    return { rows: rowFiles, grid, summary, columns, maps, layout, skipped: images.skipped };
+  });
 }
 
 /** The PNG of row `i` (image `name`). */

@@ -68,6 +68,15 @@ test('visualize stopped by SIGINT between images: exit 130, the earlier figures 
   assert.deepEqual(snapshot(out), before);
 });
 
+test('visualize into a new folder stopped by SIGINT while it stages its files: exit 130, the folders it made are gone', async () => {
+  const fresh = join(root, 'fresh-viz');
+  const r = await runAndStop(['visualize', '--checkpoint', run, '--images', images, '--out', join(fresh, 'sub'), '--threads', '1'], /pausing at/, 'SIGINT', {
+    pauseAt: /grid\.png\.tmp-/,
+  });
+  assertStopped(r, 'SIGINT');
+  assert.ok(!existsSync(fresh), 'no folder left behind');
+});
+
 test('report --images stopped by SIGTERM while its figures are staged: exit 143, the earlier report and figures as they were', async () => {
   await writeRunReport({ runDir: run, visualize: { images: [images], orders: [...ORDER_NAMES] } });
   const before = snapshot(run);
