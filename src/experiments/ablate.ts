@@ -52,6 +52,7 @@ import { DIVERGED_FILE, ablationMarkdown, summarise, type AblationSummary } from
 import { pct } from '../eval/result';
 import { jsonText, writeFilesAtomic, writeJsonAtomic } from '../util/safe-write';
 import { makeFolder } from '../util/make-folder';
+import { makeOutputFolder } from '../util/output-folder';
 import { besideProgress, stderrLine } from '../util/console-line';
 
 export type Budget = 'full' | 'small';
@@ -740,6 +741,18 @@ async function makePlan(
 
 /** Runs the whole ablation; writes `<out-dir>/ablation.{md,json}` (and plan.json with --budget-minutes). */
 export async function ablate(o: AblateOptions, f: DataFactories, hooks: AblationHooks = {}): Promise<AblationResult> {
+  // an ablation that fails (data it refuses once opened, a stop before the first run) takes back the
+  // --out-dir folders it made while they are still empty: never one that was there, nor one holding a run
+  const made = { takeBack: () => {} };
+  try {
+    return await ablateJob(o, f, hooks, made);
+  } catch (e) {
+    made.takeBack();
+    throw e;
+  }
+}
+
+async function ablateJob(o: AblateOptions, f: DataFactories, hooks: AblationHooks, made: { takeBack: () => void }): Promise<AblationResult> {
   const log = hooks.log ? besideProgress(hooks.log) : stderrLine;
   validateAblate(o);
   // Durations and the --stop-after-minutes limit by the monotonic clock: with Date.now(), a wall clock stepped
@@ -760,7 +773,7 @@ export async function ablate(o: AblateOptions, f: DataFactories, hooks: Ablation
     validatePretrain(opts);
     modelConfigFrom(opts);
   }
-  makeFolder(outDir);
+  made.takeBack = makeOutputFolder(outDir);
   const plan = o.budgetMinutes !== undefined ? await makePlan(o, f, hooks, { recipe, rows: rowNames, ks, seeds: seedList, t0, log }) : undefined;
   if (plan) log(describePlan(plan, shard ? shard.count : o.jobs));
   const planned: PlannedLength | undefined = plan ? { epochs: plan.epochs, warmupEpochs: plan.warmupEpochs } : undefined;

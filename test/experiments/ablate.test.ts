@@ -208,7 +208,7 @@ test('timeLoader measures a short epoch too: an epoch of 3 batches or fewer ende
   assert.equal(await timeLoader(slowData(0)), 0, 'an empty epoch has nothing to measure');
 });
 
-test('a k above the training images is refused before any pre-training (it failed after the first run was written)', async () => {
+test('a k above the training images is refused before any pre-training (it failed after the first run was written), leaving no --out-dir', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ablate-k-'));
   try {
     const out = join(dir, 'out');
@@ -231,6 +231,7 @@ test('a k above the training images is refused before any pre-training (it faile
       (e: Error) => e instanceof OptionError && e.key === 'k' && /k = 20 exceeds the 12 training images/.test(e.message),
     );
     assert.equal(existsSync(join(out, 'runs', 'raster-seed0')), false, 'no run was pre-trained');
+    assert.equal(existsSync(out), false, 'nor is the --out-dir it made left behind empty');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -257,6 +258,7 @@ test('an evaluation training split of one image is refused before any pre-traini
     const o = resolveOptions(ABLATE_OPTIONS, { orders: 'raster', ...TINY_PRETRAIN, pretrainLimit: 16, k: '1', outDir: out, threads: 1, baseline: false });
     await assert.rejects(ablate(o, factories, { log: () => {} }), (e: Error) => e instanceof DataError && /1 training image.*at least 2/.test(e.message));
     assert.equal(existsSync(join(out, 'runs', 'raster-seed0')), false, 'no run was pre-trained');
+    assert.equal(existsSync(out), false, 'nor is the --out-dir it made left behind empty');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
