@@ -265,7 +265,6 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
       `the training set (${data.train.size} images) gives no full step of ${o.batchSize} × ${o.accumIter} × ${world} images (--batch-size × --accum-iter × processes)`,
     );
   const lr = peakLr(o, o.batchSize * o.accumIter * world);
-  makeFolder(o.outDir);
   torch.manualSeed(o.seed);
 
   // ---- model (MAE: init, load the encoder, head trunc_normal 2e-5), EMA
@@ -288,6 +287,7 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
     model.dispose(); // weights that do not fit (a timm global_pool='avg' encoder with --pool cls): not left to the GC
     throw e;
   }
+  makeFolder(o.outDir); // only now: a fine-tuning refused its encoder's weights leaves no empty folder
   const ema = o.ema ? new EMA(new ViTClassifier(cfg).to({ device }), model, o.emaDecay) : null;
 
   // ---- optimiser, schedule, mixing, the loss of a micro-batch

@@ -550,7 +550,7 @@ test('a batch larger than the training images is an option error of finetune and
   }
 });
 
-test('a fine-tuning whose encoder weights do not fit frees its model', async () => {
+test('a fine-tuning whose encoder weights do not fit frees its model and leaves no --out-dir', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-ft-misfit-'));
   try {
     // a timm global_pool='avg' encoder (fc_norm, no final norm) fine-tuned with --pool cls: norm is missing
@@ -567,6 +567,11 @@ test('a fine-tuning whose encoder weights do not fit frees its model', async () 
       await assert.rejects(finetune(ftOptions(join(dir, `ft${i}`), avg, { pool: 'cls' }), data, { log: () => {} }), /lack norm\.weight/);
     }
     assert.equal(torch.memoryStats().liveTensors, start, 'the classifier of each refused run was freed');
+    assert.deepEqual(
+      readdirSync(dir).sort(),
+      ['avg.json', 'avg.safetensors', 'encoder.json', 'encoder.safetensors'],
+      'nor is the --out-dir it made left behind empty',
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
