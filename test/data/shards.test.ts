@@ -1960,3 +1960,34 @@ test('a pack that fails (a full disk at index.json) removes the shards it wrote;
   const r = await packImageFolder({ input: folder, output: out, shardSize: 5 });
   assert.equal(r.shards.length, 5);
 });
+
+test(
+  'the shard index scanner (a child process) ends when the process that started it is killed, rather than scanning on for nobody',
+  { skip: !existsSync('/proc/self/stat') && 'needs /proc' },
+  async () => {
+    const scanner = join(__dirname, '..', '..', 'src', 'data', 'shards', 'scan-main.js');
+    const shard = join(root, 'shards', 'shard-000000.tar');
+    const list = join(root, 'scan-list.json');
+    writeFileSync(list, JSON.stringify(Array(40000).fill(shard))); // seconds of scanning
+    // a parent that starts the scanner as scanShardsSync does (its list on stdin), prints its pid, then waits for it
+    const parentCode = `const c = require('node:child_process').spawn(process.execPath, [${JSON.stringify(scanner)}], { stdio: [require('node:fs').openSync(${JSON.stringify(list)}, 'r'), 'pipe', 'ignore'], env: { ...process.env, SEMAIM_SCAN_PARENT: String(process.pid) } }); console.log(c.pid); c.stdout.resume();`;
+    const parent = spawn(process.execPath, ['-e', parentCode], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const pid = await new Promise<number>((resolve) => parent.stdout.once('data', (b: Buffer) => resolve(Number(b.toString().trim()))));
+    // (a zombie, exited but not yet reaped by its new parent, is gone)
+    const alive = (p: number) => {
+      try {
+        return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${p}/stat`, 'utf8'));
+      } catch {
+        return false;
+      }
+    };
+    await new Promise((r) => setTimeout(r, 700)); // the list is read, the scan under way
+    assert.ok(alive(pid), 'the scanner is scanning');
+    parent.kill('SIGKILL');
+    const t0 = performance.now();
+    while (alive(pid) && performance.now() - t0 < 4000) await new Promise((r) => setTimeout(r, 50));
+    const gone = !alive(pid);
+    if (!gone) process.kill(pid, 'SIGKILL');
+    assert.ok(gone, 'the orphaned scanner ended within 4 s');
+  },
+);

@@ -4,7 +4,17 @@
 import { readFileSync } from 'node:fs';
 import { scanShards } from './shard-index';
 
+/** How often the scan looks for the process that started it. */
+const PARENT_CHECK_MS = 500;
+
 async function main(): Promise<void> {
+  // a parent killed meanwhile (kill -9, whose spawnSync waits for this scan) has no use for it: it ends
+  // too, rather than read every shard on for nobody and then fail writing to the closed pipe
+  // (the pid scanShardsSync passes: a parent killed while this process started left it to init already)
+  const parent = Number(process.env.SEMAIM_SCAN_PARENT) || process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) process.exit(1);
+  }, PARENT_CHECK_MS).unref();
   const paths = JSON.parse(readFileSync(0, 'utf8')) as string[];
   let last = -Infinity;
   const entries = await scanShards(paths, (done, total) => {

@@ -90,6 +90,7 @@ export function scanShardsSync(paths: readonly string[]): ShardEntry[] {
     input: JSON.stringify(paths),
     encoding: 'utf8',
     stdio: ['pipe', 'pipe', 'inherit'],
+    env: { ...process.env, SEMAIM_SCAN_PARENT: String(process.pid) }, // it ends when this process is gone
     maxBuffer: 256 * 1024 * 1024,
   });
   if (r.error) throw new Error(`shards: cannot run the shard scanner: ${r.error.message}`);
