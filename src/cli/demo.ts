@@ -8,6 +8,7 @@ import * as torch from '../torch';
 import { DataLoader, normalize } from '../data';
 import { SemAIM, SimilarityTokens, similarityTokens } from '../semaim';
 import { stageTensors } from '../io/tensors';
+import { listCheckpoints, readCheckpointState } from '../io/checkpoint';
 import { Options, defineOptions, resolveOptions, MAX_THREADS, MAX_THREADS_IS, SEED_RANGE } from '../util/options';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, trainDataRequest } from '../train/pretrain-options';
 import { pretrain } from '../train/pretrain';
@@ -53,6 +54,7 @@ type DemoOptions = Options<typeof DEMO_OPTIONS>;
  * a longer schedule buys a lower loss, not better features. Lower lrs (blr 2e-3…8e-3) gave less.
  */
 function demoPretrainOptions(d: DemoOptions): PretrainOptions {
+  const warmupEpochs = storedWarmup(d.outDir) ?? Math.min(1, d.epochs / 4);
   return resolveOptions(PRETRAIN_OPTIONS, {
     dataset: 'synthetic',
     syntheticSize: d.syntheticSize,
@@ -68,7 +70,7 @@ function demoPretrainOptions(d: DemoOptions): PretrainOptions {
     minScale: 0.5,
     batchSize: 64,
     epochs: d.epochs,
-    warmupEpochs: Math.min(1, d.epochs / 4),
+    warmupEpochs,
     blr: 1.6e-2,
     weightDecay: 0.05,
     clipGrad: 3,
@@ -82,6 +84,24 @@ function demoPretrainOptions(d: DemoOptions): PretrainOptions {
     // cls_token exempt from weight decay, as when the demo's numbers in docs/RESULTS.md were measured.
     decayClsToken: false,
   });
+}
+
+/**
+ * The warmup of the demo run in `outDir` (its newest readable checkpoint's), where one is there: a demo continued with
+ * more --epochs keeps it, as pre-training extends a run's --epochs with its --warmup-epochs. (A quarter of the new
+ * --epochs refused the resume, naming --warmup-epochs, which the demo does not take, although the refusal listed
+ * --epochs among the options that may change.)
+ */
+function storedWarmup(outDir: string): number | undefined {
+  for (const { dir } of listCheckpoints(join(outDir, 'checkpoints'))) {
+    try {
+      const w = (readCheckpointState(dir).options as Record<string, unknown> | undefined)?.warmupEpochs;
+      if (typeof w === 'number') return w;
+    } catch {
+      // an unreadable state.json: the run resumes from an older checkpoint, as pre-training does
+    }
+  }
+  return undefined;
 }
 
 const TOKEN_NAMES: Record<SimilarityTokens, string> = {

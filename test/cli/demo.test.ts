@@ -45,6 +45,27 @@ test('a refused demo re-run does not replace the baseline encoder it wrote', () 
   }
 });
 
+test('a demo continued with more --epochs resumes (its warmup, a quarter of the first --epochs, refused it as a --warmup-epochs change the demo has no flag for)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-demo-more-'));
+  try {
+    const out = join(dir, 'demo');
+    const tiny = ['demo', '--out-dir', out, '--synthetic-size', '256', '--test-size', '16', '--knn-train-size', '32', '--threads', '1'];
+    const first = spawnSync(process.execPath, [CLI, ...tiny, '--epochs', '0.25'], { encoding: 'utf8', timeout: 120_000 });
+    assert.equal(first.status, 0, first.stderr);
+    assert.deepEqual(
+      io.listCheckpoints(join(out, 'checkpoints')).map((c) => c.step),
+      [1],
+    );
+    const more = spawnSync(process.execPath, [CLI, ...tiny, '--epochs', '0.5'], { encoding: 'utf8', timeout: 120_000 });
+    assert.doesNotMatch(more.stderr, /--warmup-epochs/);
+    assert.equal(more.status, 0, more.stderr);
+    assert.equal(io.listCheckpoints(join(out, 'checkpoints'))[0].step, 2, 'the run went on to the 2 steps of 0.5 epochs');
+    assert.equal((io.readCheckpointState(join(out, 'checkpoints', 'step-00000002')).options as { warmupEpochs: number }).warmupEpochs, 0.0625);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("Ctrl-C during the demo's pre-training stops the demo with exit code 130 (it went on to evaluate the unfinished model and exited 0)", async () => {
   const dir = mkdtempSync(join(tmpdir(), 'semaim-demo-int-'));
   try {
