@@ -9,6 +9,8 @@ import { DataLoader, normalize } from '../data';
 import { SemAIM, SimilarityTokens, similarityTokens } from '../semaim';
 import { stageTensors } from '../io/tensors';
 import { listCheckpoints, readCheckpointState } from '../io/checkpoint';
+import { readJsonWith } from '../util/json-file';
+import { recipeChanges, refuseRecipeChanges } from '../run/recipe';
 import { Options, defineOptions, resolveOptions, MAX_THREADS, MAX_THREADS_IS, SEED_RANGE } from '../util/options';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, trainDataRequest } from '../train/pretrain-options';
 import { pretrain } from '../train/pretrain';
@@ -104,6 +106,31 @@ function storedWarmup(outDir: string): number | undefined {
   return undefined;
 }
 
+/** The demo's options that do not change its pre-training recipe: a demo run may continue with others. */
+const FREE_ON_RESUME = new Set(['epochs', 'threads', 'outDir', 'testSize', 'knnTrainSize']);
+
+/**
+ * Refuses, before pre-training, to continue the run in the demo's folder with another recipe, naming the demo's
+ * options: pretrain's own refusal listed pretrain's options as those that may change (--device, --fused,
+ * --max-steps, --num-workers, ...), flags the demo does not take.
+ */
+function refuseChangedDemo(o: PretrainOptions): void {
+  // what pretrain would resume from: its newest checkpoint's options (none: pretrain starts afresh)
+  const newest = listCheckpoints(join(o.outDir, 'checkpoints'))[0];
+  if (!newest) return;
+  let stored: Record<string, unknown>;
+  let cwd: unknown;
+  try {
+    ({ options: stored, cwd } = readJsonWith(join(newest.dir, 'state.json'), ['options']) as { options: Record<string, unknown>; cwd?: unknown });
+  } catch {
+    return; // pretrain says what is wrong with it, or passes over it
+  }
+  const bases = { stored: typeof cwd === 'string' ? cwd : undefined, now: process.cwd() };
+  const changes = recipeChanges(PRETRAIN_OPTIONS, stored, o as unknown as Record<string, unknown>, bases);
+  const table = Object.fromEntries(Object.entries(DEMO_OPTIONS).map(([k, spec]) => [k, { ...spec, mayChangeOnResume: FREE_ON_RESUME.has(k) }]));
+  refuseRecipeChanges(table, changes, o.outDir, 'another --out-dir');
+}
+
 const TOKEN_NAMES: Record<SimilarityTokens, string> = {
   cls: 'cos to [CLS], the paper',
   gap: "cos to the mean patch token, authors' gap",
@@ -184,6 +211,7 @@ export async function runDemo(d: DemoOptions): Promise<Record<string, unknown>> 
   const t0 = performance.now();
 
   process.stderr.write(`demo: pre-training ${cfg.embedDim}-wide, ${cfg.depth}-block ViT on ${d.syntheticSize} synthetic images for ${d.epochs} epochs\n`);
+  refuseChangedDemo(o);
   const run = await pretrain(o, makeTrainData(trainDataRequest(o)), { freshRunHint: 'another --out-dir' });
   if (run.stoppedBy === 'signal')
     throw new StoppedBySignal(`demo stopped during pre-training at step ${run.steps} (checkpoint written); run the same command again to continue`, run.signal);

@@ -39,6 +39,11 @@ test('a refused demo re-run does not replace the baseline encoder it wrote', () 
     assert.match(again.stderr, /--seed\s+0\s+1/);
     assert.match(again.stderr, /start a new run: another --out-dir\./);
     assert.doesNotMatch(again.stderr, /--no-resume/, 'demo has no --no-resume to suggest');
+    // the options it says may change are the demo's (pretrain's refusal listed --device, --fused, --max-steps, ...)
+    const free = /Options that may change when resuming: (.*)\./.exec(again.stderr)?.[1].split(', ');
+    assert.deepEqual(free, ['--out-dir', '--epochs', '--test-size', '--knn-train-size', '--threads']);
+    const table = commands.demo.options;
+    for (const flag of free!) assert.ok(flag.slice(2).replace(/-(.)/g, (_, c: string) => c.toUpperCase()) in table, `${flag} is a demo option`);
     assert.equal(sha(), before, 'init-encoder.safetensors is the one the first run scored');
   } finally {
     rmSync(dir, { recursive: true, force: true });
