@@ -212,7 +212,7 @@ export async function runDemo(d: DemoOptions): Promise<Record<string, unknown>> 
 
   process.stderr.write(`demo: pre-training ${cfg.embedDim}-wide, ${cfg.depth}-block ViT on ${d.syntheticSize} synthetic images for ${d.epochs} epochs\n`);
   refuseChangedDemo(o);
-  const run = await pretrain(o, makeTrainData(trainDataRequest(o)), { freshRunHint: 'another --out-dir' });
+  const run = await pretrain(o, makeTrainData(trainDataRequest(o)), { freshRunHint: 'another --out-dir', spaceHint: 'another --out-dir' });
   if (run.stoppedBy === 'signal')
     throw new StoppedBySignal(`demo stopped during pre-training at step ${run.steps} (checkpoint written); run the same command again to continue`, run.signal);
   if (run.stoppedBy === 'nonfinite')

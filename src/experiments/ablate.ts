@@ -1048,6 +1048,7 @@ async function ablateJob(o: AblateOptions, f: DataFactories, hooks: AblationHook
           onStep: hooks.onStep,
           // the advice of a refused resume or a divergence names only ablate's options
           freshRunHint: 'another --out-dir',
+          spaceHint: 'another --out-dir',
           divergedAdvice: 'a lower --blr',
         });
         if (r.stoppedBy === 'signal') {

@@ -360,6 +360,7 @@ export async function objectStartStudy(o: ObjectStudyOptions, log: (l: string) =
     const res = await pretrain(r.options, makeTrainData(trainDataRequest(r.options)), {
       log,
       freshRunHint: 'another --out-dir',
+      spaceHint: 'another --out-dir',
       divergedAdvice: 'a lower --blr or a larger --warmup-fraction',
       ...(signal && { signal, catchSignals: false }),
     });

@@ -39,12 +39,15 @@ const TEMP_DIR = /^\.(?:tmp-(?:step-\d+|best)|removed-step-\d+)-(\d+)$/;
 /** The 'best' a process moved aside while replacing it. */
 const OLD_BEST = /^\.old-best-(\d+)$/;
 
-/** Runs a file write, naming the file in the error (ENOSPC alone does not say which file). */
-function writing<T>(path: string, fn: () => T): T {
+/** How a failed checkpoint write says to make room, for a command with --keep-last. */
+export const CHECKPOINT_SPACE_HINT = 'use --keep-last 1 / another --out-dir';
+
+/** Runs a file write, naming the file in the error (ENOSPC alone does not say which file) and, after 'free space, or ', `hint`. */
+function writing<T>(path: string, fn: () => T, hint = CHECKPOINT_SPACE_HINT): T {
   try {
     return fn();
   } catch (e) {
-    throw writeError(path, e, 'free space, or use --keep-last 1 / another --out-dir');
+    throw writeError(path, e, `free space, or ${hint}`);
   }
 }
 
@@ -59,6 +62,8 @@ export class CheckpointManager {
     readonly outDir: string,
     readonly keepLast = 3,
     readonly warn: (msg: string) => void = stderrLine,
+    /** How a failed write says to make room besides freeing space (default: CHECKPOINT_SPACE_HINT; a command without --keep-last: another --out-dir). */
+    readonly spaceHint = CHECKPOINT_SPACE_HINT,
   ) {
     this.root = join(outDir, 'checkpoints');
   }
@@ -148,8 +153,8 @@ export class CheckpointManager {
       mkdirSync(tmp);
       const model = join(tmp, 'model.safetensors');
       const optimizer = join(tmp, 'optimizer.safetensors');
-      const modelSha256 = writing(model, () => saveTensors(model, files.model, files.modelMetadata ?? {}));
-      const optimizerSha256 = writing(optimizer, () => saveTensors(optimizer, files.extra));
+      const modelSha256 = writing(model, () => saveTensors(model, files.model, files.modelMetadata ?? {}), this.spaceHint);
+      const optimizerSha256 = writing(optimizer, () => saveTensors(optimizer, files.extra), this.spaceHint);
       const state: Record<string, unknown> = {
         ...files.state,
         step,
@@ -158,7 +163,7 @@ export class CheckpointManager {
       };
       state.stateSha256 = stateDigest(state);
       const statePath = join(tmp, 'state.json');
-      writing(statePath, () => writeFileSync(statePath, JSON.stringify(state, null, 1)));
+      writing(statePath, () => writeFileSync(statePath, JSON.stringify(state, null, 1)), this.spaceHint);
       fsyncPath(statePath);
       fsyncPath(tmp); // (its name in the folder too, before the folder is renamed into place)
       // 'best' first: once the step is in place its state.json records the new best score, and a
@@ -185,7 +190,7 @@ export class CheckpointManager {
       rmSync(tmp, { recursive: true, force: true });
       // a copy-on-write clone where the file system has them (btrfs, XFS: no second copy of the bytes until
       // one side changes, yet an independent file), a plain copy elsewhere
-      writing(tmp, () => cpSync(dir, tmp, { recursive: true, mode: constants.COPYFILE_FICLONE }));
+      writing(tmp, () => cpSync(dir, tmp, { recursive: true, mode: constants.COPYFILE_FICLONE }), this.spaceHint);
       // the copy on the disk before the old one is deleted: after a power loss a fresh copy's files may be empty
       for (const f of readdirSync(tmp)) fsyncPath(join(tmp, f));
       fsyncPath(tmp);

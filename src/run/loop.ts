@@ -163,6 +163,11 @@ export interface LoopHooks {
   /** How a refused resume says to start afresh, for a command without --no-resume (default: another --out-dir, or --no-resume). */
   freshRunHint?: string;
   /**
+   * How a disk too small for the run's checkpoints (before the first step, or a checkpoint write that fails) says to
+   * make room besides freeing space, for a command without --keep-last (default: lower --keep-last, or another --out-dir).
+   */
+  spaceHint?: string;
+  /**
    * What a diverged run's message advises to change, for a command without those options (default:
    * 'a lower --blr or more --warmup-epochs'); --precision fp32 is added when it applies.
    */
@@ -179,6 +184,7 @@ export const LOOP_HOOK_KINDS = {
   signal: 'signal',
   log: 'function',
   freshRunHint: 'string',
+  spaceHint: 'string',
   divergedAdvice: 'string',
 } as const satisfies Record<keyof LoopHooks, HookKind>;
 
@@ -267,6 +273,7 @@ export async function trainLoop<B>(job: TrainJob<B>, run: LoopSettings, hooks: L
     totalSteps,
     log,
     freshRunHint: hooks.freshRunHint,
+    spaceHint: hooks.spaceHint,
     progress: hooks.progress,
     onMetrics: hooks.onMetrics,
   });

@@ -207,6 +207,7 @@ export class TrainState {
   /** Rank 0's hold on the run folder while it writes there. */
   private lock: RunLock | null = null;
   private readonly freshRunHint: string;
+  private readonly spaceHint: string | undefined;
   /** The losses of a metrics line written off the --log-every cadence, and its step (saved with a checkpoint of that step). */
   private offCadence: (UnloggedLosses & { step: number }) | null = null;
   private readonly totalSteps: number;
@@ -220,6 +221,8 @@ export class TrainState {
       totalSteps: number;
       log: (line: string) => void;
       freshRunHint?: string;
+      /** How a disk too small for the checkpoints says to make room besides freeing space (default: lower --keep-last, or another --out-dir). */
+      spaceHint?: string;
       /** false: no progress line (default true). */
       progress?: boolean;
       onMetrics?: (record: MetricsRecord) => void;
@@ -230,7 +233,8 @@ export class TrainState {
     this.group = run.group ?? null;
     this.writes = (this.group?.rank ?? 0) === 0;
     this.window = new LossWindow(run.device);
-    this.checkpoints = new CheckpointManager(run.outDir, run.keepLast, (m) => this.log(m));
+    this.spaceHint = o.spaceHint;
+    this.checkpoints = new CheckpointManager(run.outDir, run.keepLast, (m) => this.log(m), o.spaceHint);
     this.metrics = new MetricsLog(join(run.outDir, 'metrics.jsonl'));
     this.progress = o.progress === false ? null : new Progress(job.kind, o.totalSteps);
     this.onMetrics = o.onMetrics;
@@ -360,7 +364,7 @@ export class TrainState {
       how:
         `${steps + best} × ${formatBytes(size)}: ${steps} step folder${steps === 1 ? '' : 's'} at once (this run writes ${writes} checkpoint${writes === 1 ? '' : 's'}; ` +
         `up to --keep-last ${this.run.keepLast} kept, the next one written before the oldest is removed), and ${bestWhat}`,
-      remedy: 'Free space, lower --keep-last, or use another --out-dir',
+      remedy: `Free space, ${this.spaceHint === undefined ? 'lower --keep-last, or use another --out-dir' : `or use ${this.spaceHint}`}`,
     });
   }
 

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { VisionTransformer, io } from '../../src';
+import { commands } from '../../src/cli/commands';
 
 const CLI = join(__dirname, '..', '..', 'src', 'cli', 'main.js');
 const TINY =
@@ -180,4 +181,20 @@ test('on a real 1 MiB tmpfs: pretrain and embed are refused before the work (the
   assert.equal(embed.status, 1);
   assert.match(embed.stderr, /not enough free space in .*mnt for the features of 256 images/);
   assert.deepEqual(readdirSync(mnt).sort(), ['run'], 'nothing written but the run folder the refused pretrain took its lock in');
+});
+
+test('demo on a disk that cannot hold its checkpoints is refused with advice it can follow (it named --keep-last, which the demo does not take)', (t) => {
+  const dir = scratch(t);
+  const out = join(dir, 'demo');
+  const args = ['demo', '--out-dir', out, '--epochs', '0.1', '--synthetic-size', '128', '--test-size', '16', '--knn-train-size', '32', '--threads', '1'];
+  const refused = cli(dir, args, { FREE_BYTES: String(4 << 20) });
+  assert.equal(refused.status, 1, refused.stderr);
+  assert.match(
+    refused.stderr,
+    /not enough free space in .* for the checkpoints of this run: .*\. Free space, or use another --out-dir; or set SEMAIM_NO_SPACE_CHECK=1/,
+  );
+  const advised = refused.stderr.slice(refused.stderr.indexOf('Free space'));
+  for (const [, flag] of advised.matchAll(/--([a-z-]+)/g))
+    assert.ok(flag.replace(/-(.)/g, (_, c: string) => c.toUpperCase()) in commands.demo.options, `--${flag} is a demo option`);
+  assert.equal(existsSync(join(out, 'checkpoints')), false, 'refused before the first step');
 });
