@@ -345,8 +345,12 @@ export function makeTrainData(o: TrainDataRequest, dist: RankSlice = SINGLE_PROC
 export function makeEvalData(req: EvalDataRequest, dist: RankSlice = SINGLE_PROCESS): LabelledData & AsyncDisposable {
   checkJobHooks(req, EVAL_REQUEST_KEYS, 'request');
   let ds = openData(req.dataset, { split: req.split, dataPath: req.dataPath, imgSize: req.imgSize, seed: req.seed, syntheticSize: req.limit });
+  // an option the data shows to be impossible: an option error (exit code 2, ERR_OPTION), as a k above the training images
   if (req.limit && isShardDataset(ds))
-    throw new DataError(`a subset (--train-limit/--test-limit) of streamed shards is not supported: pack a smaller folder with \`semaim shards\``);
+    throw new OptionError(
+      req.split === 'train' ? 'trainLimit' : 'testLimit',
+      `a subset of streamed shards is not supported: leave it out, or pack a smaller folder with \`semaim shards\``,
+    );
   if (req.limit && !isShardDataset(ds)) ds = subsetDataset(ds, req.limit, req.seed);
   if (ds.classes.length === 0) throw new DataError(`${quotedPath(ds.root)} has no class labels: evaluation needs a labelled dataset`);
   if (ds.classes.length === 1)

@@ -12,7 +12,7 @@ import { OptionError, resolveOptions } from '../../src/util/options';
 import { PRETRAIN_OPTIONS, trainDataRequest } from '../../src/train/pretrain-options';
 import { ABLATE_OPTIONS } from '../../src/experiments/ablate-options';
 import { ablationRecipe, fingerprint, pretrainOptionsFor } from '../../src/experiments/ablate';
-import { makeEvalData, makeTrainData, openDataset } from '../../src/data';
+import { makeEvalData, makeTrainData, openDataset, packImageFolder } from '../../src/data';
 import { checkDataPath } from '../../src/data/options';
 import { claimedSizePng } from '../data/hostile-files';
 import { encode, picture, write } from '../data/helpers';
@@ -500,3 +500,23 @@ test("segprobe --momentum with --optimizer adamw (the default) is refused (it wa
   assert.ok(commands.segprobe.parse(['--checkpoint', 'enc.safetensors', '--optimizer', 'sgd', '--momentum', '0.5']));
   assert.ok(commands.segprobe.parse(['--checkpoint', 'enc.safetensors', '--momentum', '0.9']));
 });
+
+test('--train-limit/--test-limit on streamed shards is an option error (it was ERR_DATA, exit 1), naming the flag; without it the data opens', () =>
+  withTemp(async (root) => {
+    for (const split of ['train', 'test'])
+      for (let i = 0; i < 4; i++) write(join(root, 'imgs', split, `c${i % 2}`, `${i}.png`), await encode(picture(12, 10, i), 12, 10, 3, 'png'));
+    for (const split of ['train', 'test']) await packImageFolder({ input: join(root, 'imgs', split), output: join(root, 'sh', split), onWarning: () => {} });
+    const req = { dataset: 'shards', dataPath: join(root, 'sh', '{split}'), imgSize: 8, seed: 0, numWorkers: 0 };
+    for (const [split, key] of [
+      ['train', 'trainLimit'],
+      ['test', 'testLimit'],
+    ] as const) {
+      await assert.rejects(
+        async () => makeEvalData({ ...req, split, limit: 2 }),
+        (e: Error & { code?: string }) => e instanceof OptionError && e.key === key && e.code === 'ERR_OPTION' && /streamed shards/.test(e.message),
+      );
+      const data = makeEvalData({ ...req, split }); // as the advice says: left out
+      assert.equal(data.size, 4);
+      await data.close();
+    }
+  }));
