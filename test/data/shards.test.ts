@@ -1776,6 +1776,31 @@ test('`semaim shards` refuses a dataset root of split folders (train/, val/ of c
   assert.deepEqual((JSON.parse(readFileSync(join(root, 'split-root-train', 'index.json'), 'utf8')) as { classes: string[] }).classes, ['a', 'b']);
 });
 
+test('`semaim shards` on a split root whose path has a space advises --input values the shell reads back whole (they were printed bare: --input my data/train)', async () => {
+  const dir = join(root, 'my split root');
+  const jpg = await encode(picture(8, 8), 8, 8, 3, 'jpeg');
+  for (const split of ['train', 'val']) for (const c of ['a', 'b']) write(join(dir, split, c, '0.jpg'), jpg);
+  let detail = '';
+  await assert.rejects(commands.shards.run(['--input', dir, '--output', join(root, 'never-made-2')]), (e: unknown) => {
+    detail = (e as lib.OptionError).detail;
+    return e instanceof lib.OptionError && e.key === 'input';
+  });
+  const m = /\(--input (.*) --output OUT\/train, and (.*) into OUT\/test\)/.exec(detail);
+  assert.ok(m, detail);
+  // as a shell reads them: one word each, the split folders
+  const words = (text: string) =>
+    spawnSync('sh', ['-c', `printf '%s\\n' ${text}`], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .slice(0, -1);
+  assert.deepEqual(words(m[1]), [join(dir, 'train')]);
+  assert.deepEqual(words(m[2]), [join(dir, 'val')]);
+  // followed: each split packs
+  const out = join(root, 'my split out');
+  await quiet(() => commands.shards.run(['--input', words(m[1])[0], '--output', join(out, 'train')]));
+  await quiet(() => commands.shards.run(['--input', words(m[2])[0], '--output', join(out, 'test')]));
+  assert.ok(existsSync(join(out, 'train', 'index.json')) && existsSync(join(out, 'test', 'index.json')));
+});
+
 test('`semaim shards` refuses an --output with a file or a dangling link on the way as an option error naming --output (as --out-dir is), before any work', async () => {
   const file = join(folder, 'class0', '00.jpg');
   const dangling = join(root, 'dangling-output');

@@ -44,7 +44,7 @@ import { isShardFile } from './paths';
 import { namesOfDeadProcesses } from '../../util/process-alive';
 import { openRegularFile } from '../../util/regular-file';
 import { imageMemberCap } from '../codecs/limits';
-import { printable, quotedPath } from '../../util/printable';
+import { printable, quotedPath, shellQuote } from '../../util/printable';
 import { stderrLine } from '../../util/console-line';
 import { makeFolder } from '../../util/make-folder';
 import { removeOnStopSignal } from '../../util/remove-on-stop-signal';
@@ -275,7 +275,7 @@ export async function packImageFolder(o: PackOptions): Promise<PackResult> {
   if (splits)
     throw new OptionError(
       'input',
-      `${quotedPath(o.input)} holds the splits ${splits.map((n) => `${n}/`).join(', ')}, not class folders: pack each split into a folder of its own (--input ${quotedPath(join(o.input, 'train'))} --output OUT/train, and ${quotedPath(join(o.input, ['test', 'val'].find((n) => splitKind(input, n) === 'labelled') ?? 'test'))} into OUT/test) and read them with --data-path 'OUT/{split}'`,
+      `${quotedPath(o.input)} holds the splits ${splits.map((n) => `${n}/`).join(', ')}, not class folders: pack each split into a folder of its own (--input ${shellQuote(join(o.input, 'train'))} --output OUT/train, and ${shellQuote(join(o.input, ['test', 'val'].find((n) => splitKind(input, n) === 'labelled') ?? 'test'))} into OUT/test) and read them with --data-path 'OUT/{split}'`,
     );
   if (existsSync(output) && !statSync(output).isDirectory())
     throw new OptionError('output', `${quotedPath(o.output)} is not a folder (the shards are written into one)`);
