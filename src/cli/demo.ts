@@ -56,7 +56,9 @@ type DemoOptions = Options<typeof DEMO_OPTIONS>;
  * a longer schedule buys a lower loss, not better features. Lower lrs (blr 2e-3…8e-3) gave less.
  */
 function demoPretrainOptions(d: DemoOptions): PretrainOptions {
-  const warmupEpochs = storedWarmup(d.outDir) ?? Math.min(1, d.epochs / 4);
+  const stored = storedWarmup(d.outDir);
+  // (a run cut shorter than its warmup cannot keep it: refused by refuseChangedDemo, as a change of --epochs)
+  const warmupEpochs = stored !== undefined && stored < d.epochs ? stored : Math.min(1, d.epochs / 4);
   return resolveOptions(PRETRAIN_OPTIONS, {
     dataset: 'synthetic',
     syntheticSize: d.syntheticSize,
@@ -126,7 +128,10 @@ function refuseChangedDemo(o: PretrainOptions): void {
     return; // pretrain says what is wrong with it, or passes over it
   }
   const bases = { stored: typeof cwd === 'string' ? cwd : undefined, now: process.cwd() };
-  const changes = recipeChanges(PRETRAIN_OPTIONS, stored, o as unknown as Record<string, unknown>, bases);
+  // the warmup follows --epochs (a quarter of it) where it cannot stay the run's: the demo's option is --epochs
+  const changes = recipeChanges(PRETRAIN_OPTIONS, stored, o as unknown as Record<string, unknown>, bases).map((c) =>
+    c.key === 'warmupEpochs' ? { key: 'epochs', before: stored.epochs, now: o.epochs } : c,
+  );
   const table = Object.fromEntries(Object.entries(DEMO_OPTIONS).map(([k, spec]) => [k, { ...spec, mayChangeOnResume: FREE_ON_RESUME.has(k) }]));
   refuseRecipeChanges(table, changes, o.outDir, 'another --out-dir');
 }

@@ -55,17 +55,22 @@ test('a demo continued with more --epochs resumes (its warmup, a quarter of the 
   try {
     const out = join(dir, 'demo');
     const tiny = ['demo', '--out-dir', out, '--synthetic-size', '256', '--test-size', '16', '--knn-train-size', '32', '--threads', '1'];
-    const first = spawnSync(process.execPath, [CLI, ...tiny, '--epochs', '0.25'], { encoding: 'utf8', timeout: 120_000 });
+    const first = spawnSync(process.execPath, [CLI, ...tiny, '--epochs', '0.5'], { encoding: 'utf8', timeout: 120_000 });
     assert.equal(first.status, 0, first.stderr);
     assert.deepEqual(
       io.listCheckpoints(join(out, 'checkpoints')).map((c) => c.step),
-      [1],
+      [2],
     );
-    const more = spawnSync(process.execPath, [CLI, ...tiny, '--epochs', '0.5'], { encoding: 'utf8', timeout: 120_000 });
+    const more = spawnSync(process.execPath, [CLI, ...tiny, '--epochs', '0.75'], { encoding: 'utf8', timeout: 120_000 });
     assert.doesNotMatch(more.stderr, /--warmup-epochs/);
     assert.equal(more.status, 0, more.stderr);
-    assert.equal(io.listCheckpoints(join(out, 'checkpoints'))[0].step, 2, 'the run went on to the 2 steps of 0.5 epochs');
-    assert.equal((io.readCheckpointState(join(out, 'checkpoints', 'step-00000002')).options as { warmupEpochs: number }).warmupEpochs, 0.0625);
+    assert.equal(io.listCheckpoints(join(out, 'checkpoints'))[0].step, 3, 'the run went on to the 3 steps of 0.75 epochs');
+    assert.equal((io.readCheckpointState(join(out, 'checkpoints', 'step-00000003')).options as { warmupEpochs: number }).warmupEpochs, 0.125);
+    // cut to no more than its warmup (0.125 epochs): refused as a change of the demo's --epochs (it named --warmup-epochs)
+    const shorter = spawnSync(process.execPath, [CLI, ...tiny, '--epochs', '0.1'], { encoding: 'utf8', timeout: 120_000 });
+    assert.equal(shorter.status, 2, shorter.stderr);
+    assert.match(shorter.stderr, /--epochs\s+0\.75\s+0\.1/);
+    assert.doesNotMatch(shorter.stderr, /--warmup-epochs/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
