@@ -9,8 +9,8 @@ import { DataLoader, normalize } from '../data';
 import { SemAIM, SimilarityTokens, similarityTokens } from '../semaim';
 import { stageTensors } from '../io/tensors';
 import { listCheckpoints, readCheckpointState } from '../io/checkpoint';
-import { readJsonWith } from '../util/json-file';
-import { recipeChanges, refuseRecipeChanges } from '../run/recipe';
+import { refuseRecipeChanges } from '../run/recipe';
+import { pretrainResumeChanges } from '../train/resume-changes';
 import { Options, defineOptions, resolveOptions, MAX_THREADS, MAX_THREADS_IS, SEED_RANGE } from '../util/options';
 import { PRETRAIN_OPTIONS, PretrainOptions, modelConfigFrom, trainDataRequest } from '../train/pretrain-options';
 import { pretrain } from '../train/pretrain';
@@ -117,21 +117,10 @@ const FREE_ON_RESUME = new Set(['epochs', 'threads', 'outDir', 'testSize', 'knnT
  * --max-steps, --num-workers, ...), flags the demo does not take.
  */
 function refuseChangedDemo(o: PretrainOptions): void {
-  // what pretrain would resume from: its newest checkpoint's options (none: pretrain starts afresh)
-  const newest = listCheckpoints(join(o.outDir, 'checkpoints'))[0];
-  if (!newest) return;
-  let stored: Record<string, unknown>;
-  let cwd: unknown;
-  try {
-    ({ options: stored, cwd } = readJsonWith(join(newest.dir, 'state.json'), ['options']) as { options: Record<string, unknown>; cwd?: unknown });
-  } catch {
-    return; // pretrain says what is wrong with it, or passes over it
-  }
-  const bases = { stored: typeof cwd === 'string' ? cwd : undefined, now: process.cwd() };
+  const run = pretrainResumeChanges(o);
+  if (!run) return;
   // the warmup follows --epochs (a quarter of it) where it cannot stay the run's: the demo's option is --epochs
-  const changes = recipeChanges(PRETRAIN_OPTIONS, stored, o as unknown as Record<string, unknown>, bases).map((c) =>
-    c.key === 'warmupEpochs' ? { key: 'epochs', before: stored.epochs, now: o.epochs } : c,
-  );
+  const changes = run.changes.map((c) => (c.key === 'warmupEpochs' ? { key: 'epochs', before: run.stored.epochs, now: o.epochs } : c));
   const table = Object.fromEntries(Object.entries(DEMO_OPTIONS).map(([k, spec]) => [k, { ...spec, mayChangeOnResume: FREE_ON_RESUME.has(k) }]));
   refuseRecipeChanges(table, changes, o.outDir, 'another --out-dir');
 }

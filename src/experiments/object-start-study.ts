@@ -27,7 +27,7 @@ import {
   SEED_RANGE,
   checkSeedList,
 } from '../util/options';
-import { recipeChanges } from '../run/recipe';
+import { pretrainResumeChanges } from '../train/resume-changes';
 import { markdownTable } from '../eval/result';
 import { stat } from './ablate-report';
 import { commitStagedUnlessAborted, fileStagers } from '../util/safe-write';
@@ -200,18 +200,7 @@ const STUDY_OPTION_OF: Record<string, keyof ObjectStudyOptions> = {
  * --synthetic-size for a changed --steps).
  */
 function refuseChangedRun(options: PretrainOptions): void {
-  // what pretrain would resume from: its newest checkpoint's options (none: pretrain starts afresh)
-  const newest = listCheckpoints(join(options.outDir, 'checkpoints'))[0];
-  if (!newest) return;
-  let stored: Record<string, unknown>;
-  let cwd: unknown;
-  try {
-    ({ options: stored, cwd } = readJsonWith(join(newest.dir, 'state.json'), ['options']) as { options: Record<string, unknown>; cwd?: unknown });
-  } catch {
-    return; // pretrain says what is wrong with it, or passes over it
-  }
-  const bases = { stored: typeof cwd === 'string' ? cwd : undefined, now: process.cwd() };
-  const changes = recipeChanges(PRETRAIN_OPTIONS, stored, options as unknown as Record<string, unknown>, bases);
+  const changes = pretrainResumeChanges(options)?.changes ?? [];
   if (!changes.length) return;
   const keys = changes.map((c) => STUDY_OPTION_OF[c.key] ?? (c.key in OBJECT_STUDY_OPTIONS ? (c.key as keyof ObjectStudyOptions) : null));
   const named = [...new Set(keys.filter((k) => k !== null))].map((k) => `--${kebab(k)}`);
