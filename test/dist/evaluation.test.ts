@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as torch from '../../src/torch';
@@ -300,7 +300,7 @@ test('semaim embed --dtype float16 --nproc-per-node 2 refuses features beyond fl
     '--dtype', 'float16', '--out', join(out, 'f.safetensors'), '--nproc-per-node', '2']);
   assert.notEqual(r.code, 0, r.out);
   assert.equal((r.out.match(/^semaim: option --dtype: float16 cannot store these features: .*p\d\.png has a feature of 70000\.0/gm) ?? []).length, 1, r.out);
-  assert.deepEqual(readdirSync(out), [], 'no features, list or partial file');
+  assert.equal(existsSync(out), false, 'no features, list or partial file: the folder it made is taken back');
 });
 
 test('with unreadable training images, semaim knn and linprobe --nproc-per-node 2 give one process’s results (each rank’s shard leaves the stand-ins out)', { skip: gloo }, async () => {
