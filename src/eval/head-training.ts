@@ -12,7 +12,13 @@ import { Progress, perSecond } from '../run/progress';
 import { StopAgreement } from '../dist/agree';
 import type { ProcessGroup } from '../dist';
 import { OptionError } from '../util/options';
+import { DataError } from '../util/errors';
 import { FeatureOverflowCheck } from './feature-overflow';
+
+/** Refuses (DataError) a probe's training split of fewer than 2 images, before any feature is extracted: the head trains on at least 2. */
+export function refuseTooFewTrainingImages(probe: string, n: number): void {
+  if (n < 2) throw new DataError(`${probe}: the train split has ${n} image${n === 1 ? '' : 's'}: the probe trains on at least 2`);
+}
 
 export interface HeadTrainingOptions {
   epochs: number;

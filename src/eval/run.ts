@@ -36,6 +36,7 @@ import {
   validateLinprobe,
 } from './options';
 import { EvalResult, commitResult, formatResult, inResultFolder, makeResult, writeResult } from './result';
+import { refuseTooFewTrainingImages } from './head-training';
 import { checkEncoderFitsOnCpu } from './encoder-memory';
 
 /** What {@link runKnn} and {@link runLinprobe} return (on rank 0): the result written, its path, and the Markdown table the command prints. */
@@ -364,10 +365,7 @@ async function linprobeJob(
   let r;
   if (o.cacheFeatures) {
     // (the probe needs 2 training features: checked before any image is read, and again on those left after the unusable ones)
-    const checkSizes = (sizes: { train: number }) => {
-      if (sizes.train < 2)
-        throw new DataError(`linprobe: the train split has ${sizes.train} image${sizes.train === 1 ? '' : 's'}: the probe trains on at least 2`);
-    };
+    const checkSizes = (sizes: { train: number }) => refuseTooFewTrainingImages('linprobe', sizes.train);
     const ft = await encoderFeatures(o, f, source, group, checkSizes, signal, progress);
     ({ loaded, train, test, numClasses, classNames, sizes } = ft);
     try {

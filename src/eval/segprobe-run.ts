@@ -17,6 +17,7 @@ import type { SegDataRequest } from '../data/seg-loader';
 import { EncoderSource, LoadedEncoder, loadEncoder, resolveEncoder } from '../semaim';
 import { SegMetrics } from './miou';
 import { commitResult, inResultFolder, markdownTable, pct } from './result';
+import { refuseTooFewTrainingImages } from './head-training';
 import { SegData, SegSkip, SkipSummary, describeSkips, mergeSkips, summarizeSkips } from '../data/seg-streams';
 import { splitClassMismatch } from '../data/streams';
 import { extractSegFeatures, parseBlocks, SegFeatureSet, segSetSize } from './seg-features';
@@ -203,7 +204,7 @@ export function segDataRequest(d: SegDataSettings, split: 'train' | 'test', imgS
 export async function openSegSplits(f: SegDataFactory, d: SegDataSettings, imgSize: number, seed: number): Promise<{ train: SegData; test: SegData }> {
   const train = await f(segDataRequest(d, 'train', imgSize, seed));
   try {
-    if (train.size < 2) throw new DataError(`segprobe: the train split has ${train.size} image${train.size === 1 ? '' : 's'}: the probe trains on at least 2`);
+    refuseTooFewTrainingImages('segprobe', train.size);
     return { train, test: await f(segDataRequest(d, 'test', imgSize, seed)) };
   } catch (e) {
     await train.close();
