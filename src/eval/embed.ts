@@ -33,7 +33,7 @@ import { encodeBatch } from './features';
 import { FeatureOverflowCheck } from './feature-overflow';
 import { gatherRows } from './gather-features';
 import { StagedFile, commitFiles, stageFile } from '../util/safe-write';
-import { checkOutputName, claimOutputs, guardOutputs, refuseWrittenMeanwhile } from '../io/outputs';
+import { checkOutputName, claimOutputs, guardOutputs } from '../io/outputs';
 import { DataError } from '../util/errors';
 import { makeFolder } from '../util/make-folder';
 import { makeOutputFolder } from '../util/output-folder';
@@ -421,9 +421,8 @@ async function embedJob(o: EmbedOptions): Promise<EmbedResult | null> {
     // another embed of this process writing the same files would interleave its rows and renames with ours
     if (rank === 0) {
       takeBack = makeOutputFolder(dirname(o.out));
-      release = claimOutputs([o.out, embedListPath(o.out)]);
       // checked before the images were listed: another process's features written there since are kept
-      refuseWrittenMeanwhile([o.out, embedListPath(o.out)], !!o.overwrite);
+      release = claimOutputs([o.out, embedListPath(o.out)], 'out', !!o.overwrite);
     }
     // data-parallel ranks agreed on this source's weights (checkRanksAgree): theirs or none
     ({ encoder, source } = loadEncoder(source, { device, verify: o.verify, newerIfPruned: !group }));

@@ -14,7 +14,7 @@ import { dirname } from 'node:path';
 import * as torch from '../torch';
 import { defineOptions, jobFields } from '../util/options';
 import { printable, quotedPath } from '../util/printable';
-import { checkOutputName, claimOutputs, guardOutputs, refuseWrittenMeanwhile } from '../io/outputs';
+import { checkOutputName, claimOutputs, guardOutputs } from '../io/outputs';
 import { DataError, throwIfAborted } from '../util/errors';
 import { StopAgreement } from '../dist/agree';
 import { transformsFor } from '../data';
@@ -284,9 +284,8 @@ async function predictJob(o: PredictOptions): Promise<PredictResult> {
   try {
     takeBack = makeOutputFolder(dirname(out));
     // from the start: another writer of the same files (this process or another) is refused before the work, not after it
-    release = claimOutputs([out, predictCsvPath(out)]);
-    // checked before the model was loaded and the images listed: another process's list written there since is kept
-    refuseWrittenMeanwhile([out, predictCsvPath(out)], !!o.overwrite);
+    // (checked before the model was loaded and the images listed: another process's list written there since is kept)
+    release = claimOutputs([out, predictCsvPath(out)], 'out', !!o.overwrite);
     writer = new PredictWriter(out, labelled, classNames, k);
     const stop = new StopAgreement(null); // (one process: it gives the event loop its turns, for a SIGINT handler)
     for await (const batch of loader.iterate(0)) {

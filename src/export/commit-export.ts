@@ -1,5 +1,5 @@
 // The last step of every export: its files written together into the output folder.
-import { claimOutputs, refuseWrittenMeanwhile } from '../io/outputs';
+import { claimOutputs } from '../io/outputs';
 import { commitStagedUnlessAborted, type StagedFile } from '../util/safe-write';
 import { inOutputFolder } from '../util/output-folder';
 
@@ -17,9 +17,8 @@ export async function commitExport(
   overwrite: boolean,
 ): Promise<void> {
   await inOutputFolder(folder, async () => {
-    const release = claimOutputs(outputs);
+    const release = claimOutputs(outputs, 'out', overwrite);
     try {
-      refuseWrittenMeanwhile(outputs, overwrite);
       await commitStagedUnlessAborted(stagers, signal);
     } finally {
       release();

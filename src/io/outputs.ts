@@ -140,9 +140,10 @@ export function outputLockPath(first: string): string {
  * (naming `option`) ones that another job of this process, or another process (`<first>.lock` beside
  * them names it; one left by a process that is gone is taken over), is writing: two writers of one set
  * interleave their rows in its partial file and their renames, leaving one's rows beside the other's list.
- * The outputs' folder is created.
+ * The outputs' folder is created. Without `overwrite`, for a writer that checked its outputs (checkOutputs) long
+ * before it writes: outputs another process wrote meanwhile are refused once the lock is taken (refuseWrittenMeanwhile).
  */
-export function claimOutputs(outputs: string[], option = 'out'): () => void {
+export function claimOutputs(outputs: string[], option = 'out', overwrite = true): () => void {
   const paths = outputs.map((p) => canonicalPath(p));
   const busy = paths.findIndex((p) => writing.has(p));
   if (busy >= 0) throw new OptionError(option, `${outputs[busy]} is being written by another job of this process: wait for it, or choose another output`);
@@ -167,6 +168,7 @@ export function claimOutputs(outputs: string[], option = 'out'): () => void {
   // rename that half-written file into place later, beside the killed writer's other files)
   try {
     for (const dir of new Set(paths.map((p) => dirname(p)))) finishInterruptedCommits(dir);
+    refuseWrittenMeanwhile(outputs, overwrite, option);
   } catch (e) {
     unlock();
     throw e;
@@ -186,7 +188,7 @@ export function claimOutputs(outputs: string[], option = 'out'): () => void {
  * for a writer that holds the outputs' lock (claimOutputs) long after checkOutputs, and was not asked to
  * `overwrite`. Another process wrote it meanwhile (an export of other weights to the same name), and it is kept.
  */
-export function refuseWrittenMeanwhile(outputs: string[], overwrite: boolean, option = 'out'): void {
+function refuseWrittenMeanwhile(outputs: string[], overwrite: boolean, option: string): void {
   if (overwrite) return;
   const taken = outputs.find((p) => occupied(p));
   if (taken !== undefined)
