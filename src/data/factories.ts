@@ -9,7 +9,7 @@ import { DataLoader, Batch } from './loader';
 import { permutation } from './rng';
 import { checkSampleIndex } from './sample-index';
 import { OptionError, checkJobHooks, type HookKind } from '../util/options';
-import { cifar10Jpeg } from './sources/cifar';
+import { cifar10Jpeg, defaultCifar10Archive } from './sources/cifar';
 import { imageFolder, imageFiles, hasOtherFolder, splitKinds, SPLIT_NAMES } from './sources/folder';
 import { syntheticObjects } from './sources/synthetic';
 import {
@@ -84,6 +84,10 @@ function openNamedDataset(name: string, o: OpenOptions): Dataset {
       });
     case 'cifar10':
       if (o.dataPath && !/\.tar\.gz$|\.tgz$/.test(o.dataPath)) return imageFolder(splitFolder(o.dataPath, o.split)); // as --dataset folder's: val/ too
+      if (!o.dataPath && !existsSync(defaultCifar10Archive()))
+        throw new Error(
+          `dataset 'cifar10': no archive at ${quotedPath(defaultCifar10Archive())}: give --data-path (cifar10-jpeg.tar.gz, or a folder of train/ and test/ class folders) or set SEMAIM_CIFAR10_TAR`,
+        );
       return cifar10Jpeg({ split: o.split, archive: o.dataPath });
     case 'folder':
       if (!o.dataPath) throw new Error("dataset 'folder' needs --data-path (a folder with train/ and test/, or class sub-folders)");

@@ -186,6 +186,22 @@ test('an image folder without test/ is training data only: evaluation refuses it
     assert.deepEqual([cifar('train').length, cifar('test').length], [2, 1]);
   }));
 
+test('CIFAR-10 with no archive where it is looked for: the error names --data-path, the option a command line gives it with', () =>
+  withTemp(async (root) => {
+    const before = process.env.SEMAIM_CIFAR10_TAR;
+    process.env.SEMAIM_CIFAR10_TAR = join(root, 'missing.tar.gz');
+    try {
+      assert.throws(
+        () => openDataset('cifar10', { split: 'train', imgSize: 8 }),
+        (e: Error & { code?: string }) =>
+          e.code === 'ERR_DATA' && /dataset 'cifar10': no archive at .*missing\.tar\.gz: give --data-path .* or set SEMAIM_CIFAR10_TAR/.test(e.message),
+      );
+    } finally {
+      if (before === undefined) delete process.env.SEMAIM_CIFAR10_TAR;
+      else process.env.SEMAIM_CIFAR10_TAR = before;
+    }
+  }));
+
 test("Kaggle's ImageNet layout (train/ and val/ with class folders, test/ of unlabelled images): evaluation reads val/", () =>
   withTemp(async (root) => {
     const png = await encode(picture(8, 8), 8, 8, 3, 'png');
