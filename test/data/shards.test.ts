@@ -58,6 +58,7 @@ import { tempDir, write, picture, encode, withFullDiskAt, withFullDiskStreamAt }
 import * as lib from '../../src';
 import { commands } from '../../src/cli/commands';
 import { captureTerminal, printed, quiet } from '../output';
+import { tmpfsScratch } from '../tmpfs';
 
 const BUFFER_MAX = constants.MAX_LENGTH;
 
@@ -983,6 +984,36 @@ test("another tool's index.json beside the shards is left as it is: semaim's ind
     assert.equal(shardDataset(dir, { onWarning: () => {} }).length, 23);
     assert.equal(readFileSync(join(dir, 'index.json'), 'utf8'), theirs);
     assert.equal(readdirSync(join(cache, 'shard-index')).length, 1, 'the index is kept in the data cache');
+  } finally {
+    if (before === undefined) delete process.env.SEMAIM_DATA_CACHE;
+    else process.env.SEMAIM_DATA_CACHE = before;
+  }
+});
+
+test('a stale index.json in a read-only shard folder is mended in the data cache once, not scanned again on every run', (t) => {
+  const scratch = tmpfsScratch(t, 'semaim-ro-shards-', 'size=4m');
+  if (!scratch) return;
+  const dir = scratch.mnt;
+  for (const f of readdirSync(shards)) copyFileSync(join(shards, f), join(dir, f));
+  // the first shard changed after index.json was written (its entry's size no longer fits), then the folder became read-only
+  const index = readIndexFile(join(dir, 'index.json'))!;
+  writeFileSync(join(dir, 'index.json'), JSON.stringify({ ...index, shards: index.shards.map((e, i) => (i === 0 ? { ...e, bytes: e.bytes + 512 } : e)) }));
+  const remount = spawnSync('mount', ['-o', 'remount,ro', dir], { encoding: 'utf8' });
+  if (remount.status !== 0) return t.skip(`cannot remount the tmpfs read-only (${remount.stderr.trim()})`);
+  const before = process.env.SEMAIM_DATA_CACHE;
+  process.env.SEMAIM_DATA_CACHE = join(scratch.dir, 'cache');
+  try {
+    const opened = () => {
+      const warnings: string[] = [];
+      const length = shardDataset(dir, { onWarning: (l) => warnings.push(l) }).length;
+      return { length, warnings: warnings.join('\n') };
+    };
+    const first = opened();
+    assert.equal(first.length, 23);
+    assert.match(first.warnings, /indexing 1 shard\(s\)[^]*saved .*shard-index/);
+    const second = opened();
+    assert.equal(second.length, 23);
+    assert.doesNotMatch(second.warnings, /indexing/, 'the entry mended in the cache is used');
   } finally {
     if (before === undefined) delete process.env.SEMAIM_DATA_CACHE;
     else process.env.SEMAIM_DATA_CACHE = before;

@@ -212,22 +212,29 @@ export function loadShardTable(paths: readonly string[], opts: TableOptions = {}
   const recorded = new Map<string, string>();
   let classes: string[] | undefined;
   for (const [dir, files] of byDir) {
-    let indexPath = join(dir, INDEX_FILE);
-    let index = readIndexFile(indexPath);
-    if (!index) index = readIndexFile((indexPath = cachedIndexPath(dir)));
+    // Both index files are read: where index.json beside the shards is stale and its folder read-only, the
+    // entries scanned since are kept in the cache's, and are not scanned again on every run.
+    const indexes = [join(dir, INDEX_FILE), cachedIndexPath(dir)].flatMap((path) => {
+      const file = readIndexFile(path);
+      return file ? [{ path, file, byName: new Map(file.shards.map((e) => [e.file, e])) }] : [];
+    });
+    const index = indexes[0]?.file ?? null;
     const known = new Map((index?.shards ?? []).map((e) => [e.file, e]));
     const stale: string[] = [];
     for (const p of files) {
-      const e = known.get(basename(p));
       let size = -1;
       try {
         size = statSync(p).size;
       } catch {
         /* scanned below: reports it unreadable */
       }
-      if (e && e.bytes === size && plausible(e)) {
+      const fits = (e: ShardEntry | undefined): e is ShardEntry => e !== undefined && e.bytes === size && plausible(e);
+      const from = indexes.find((x) => fits(x.byName.get(basename(p))));
+      if (from) {
+        const e = from.byName.get(basename(p))!;
         entries.set(p, e);
-        recorded.set(p, indexPath);
+        known.set(e.file, e);
+        recorded.set(p, from.path);
       } else stale.push(p);
     }
     if (index?.classes && !classes) classes = index.classes;
