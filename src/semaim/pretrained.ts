@@ -435,6 +435,7 @@ function findEncoder(path: string, o: VerifyOption): EncoderSource {
   if (!pathExists(path))
     throw new Error(`encoder ${quotedPath(path)} does not exist (give a run folder, a checkpoint folder, an exported .safetensors or a torch.save .pth)`);
   if (statSync(path).isDirectory()) {
+    refuseHubFolder(path);
     return readResolvedCheckpoint(path, o, (dir): EncoderSource => {
       const weights = join(dir, 'model.safetensors');
       const { metadata, tensors } = readSafetensorsHeader(weights);
@@ -477,6 +478,16 @@ function findEncoder(path: string, o: VerifyOption): EncoderSource {
   const config = configFromMetadata(text, where, o);
   const layout = checkEncoderShapes(config, tensors, path);
   return { path, weights: path, sha256: sha256File(path), kind: 'exported', config, layout };
+}
+
+/**
+ * Refuses a downloaded hub folder (timm's model.safetensors or pytorch_model.bin, no run or checkpoint in it) naming
+ * the weights file to give: it was called a folder with no usable checkpoint, which told nothing of the encoder inside.
+ */
+function refuseHubFolder(dir: string): void {
+  if (pathExists(join(dir, 'state.json')) || pathExists(join(dir, 'checkpoints'))) return;
+  const weights = HUB_WEIGHTS.map((name) => join(dir, name)).find((file) => pathExists(file));
+  if (weights) throw new Error(`${quotedPath(dir)} is not a run or checkpoint folder: it holds the encoder file ${quotedPath(weights)}; give that file`);
 }
 
 /** Tensors of an encoder file that a classifier may take besides the encoder's (timm's global_pool='avg' norm). */

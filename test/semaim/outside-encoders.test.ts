@@ -254,6 +254,28 @@ test("timm's config JSONs: model arguments, the hub's architecture + model_args,
   );
 });
 
+test('a downloaded hub folder given as the encoder is refused naming the weights file in it to give (it was "no usable checkpoint")', () => {
+  const args = { img_size: 8, patch_size: 4, in_chans: 3, embed_dim: 16, depth: 2, num_heads: 2, mlp_ratio: 2 };
+  for (const [i, name] of ['model.safetensors', 'pytorch_model.bin'].entries()) {
+    const hub = join(root, `hub-folder-${i}`);
+    mkdirSync(hub);
+    if (name === 'model.safetensors') {
+      const { tensors } = loadTensors(reference);
+      saveTensors(join(hub, name), tensors);
+      disposeAll(tensors);
+    } else {
+      execFileSync('/usr/bin/python3', [join(__dirname, '..', '..', '..', 'scripts', 'pytorch_file_make.py'), 'from-safetensors', reference, join(hub, name)]);
+    }
+    writeFileSync(join(hub, 'config.json'), JSON.stringify({ architecture: 'vit_tiny_patch16_224', model_args: args }));
+    const file = join(hub, name).replace(/[.]/g, '\\.');
+    assert.throws(
+      () => resolveEncoder(hub),
+      new RegExp(`hub-folder-${i} is not a run or checkpoint folder: it holds the encoder file ${file}; give that file`),
+    );
+    assert.equal(maxDiff(tokensOf(join(hub, name)), want), 0, 'the file named is the encoder');
+  }
+});
+
 test('a hub config whose pretrained_cfg.input_size is not square is refused as not square, not read as its width', () => {
   // timm builds img_size from input_size[-2:] (H, W): a 384×224 model was read as a 224² one, and its weights
   // then refused as "the config does not describe these weights"
