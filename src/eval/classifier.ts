@@ -104,7 +104,12 @@ export class ViTClassifier extends Module {
     const { missing } = this.loadStateDict(new Map([...tensors].filter(([k]) => wanted(k))), { strict: false });
     const allowed = /^(head\.|fc_norm\.)/;
     const bad = missing.filter((k) => !allowed.test(k));
-    if (bad.length) throw new Error(`the encoder weights lack ${bad.join(', ')}`);
+    if (bad.length) {
+      // a timm global_pool='avg' file (fc_norm, no final norm) has all an 'avg' classifier needs
+      const avgFile = !avg && bad.every((k) => k.startsWith('norm.')) && tensors.has('fc_norm.weight');
+      const way = avgFile ? ": they are a timm global_pool='avg' model (fc_norm, no final norm): fine-tune it with pool 'avg' (--pool avg)" : '';
+      throw new Error(`the encoder weights lack ${bad.join(', ')}${way}`);
+    }
     return missing;
   }
 

@@ -278,6 +278,8 @@ async function finetuneJob(o: FinetuneOptions, data: FinetuneData, hooks: Finetu
       ));
       try {
         model.loadEncoder(tensors);
+      } catch (e) {
+        throw new Error(`${source.weights}: ${(e as Error).message}`, { cause: e });
       } finally {
         disposeAll(tensors);
       }

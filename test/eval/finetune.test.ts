@@ -564,7 +564,11 @@ test('a fine-tuning whose encoder weights do not fit frees its model and leaves 
     const data = { train: toyImages(8, 3, 8, 1), test: toyImages(4, 3, 8, 2) };
     const start = torch.memoryStats().liveTensors;
     for (let i = 0; i < 3; i++) {
-      await assert.rejects(finetune(ftOptions(join(dir, `ft${i}`), avg, { pool: 'cls' }), data, { log: () => {} }), /lack norm\.weight/);
+      // named with the file and the way out (it was 'the encoder weights lack norm.weight, norm.bias' alone)
+      await assert.rejects(
+        finetune(ftOptions(join(dir, `ft${i}`), avg, { pool: 'cls' }), data, { log: () => {} }),
+        /avg\.safetensors: the encoder weights lack norm\.weight, norm\.bias: they are a timm global_pool='avg' model \(fc_norm, no final norm\): fine-tune it with pool 'avg' \(--pool avg\)$/,
+      );
     }
     assert.equal(torch.memoryStats().liveTensors, start, 'the classifier of each refused run was freed');
     assert.deepEqual(
