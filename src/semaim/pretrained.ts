@@ -188,7 +188,7 @@ const mismatch = (message: string) => new CheckpointError(message, 'ERR_CHECKPOI
 
 /** How a file lays out its encoder tensors, beyond timm's defaults. */
 export interface EncoderLayout {
-  /** What every name carries in front ('module.' of DDP, 'model.'); '' for timm's own names. */
+  /** What every name carries in front ('module.' of DDP, 'model.', '_orig_mod.' of torch.compile); '' for timm's own names. */
   prefix: string;
   /** pos_embed has no row for [CLS] (timm's no_embed_class): [CLS] gets no position, as a zero row gives it. */
   noEmbedClass: boolean;
@@ -206,10 +206,13 @@ const UNSUPPORTED: [RegExp, string][] = [
   [/^blocks\.\d+\.attn\.[qk]_norm\./, 'q/k normalisation (qk_norm)'],
 ];
 
-/** The prefix in front of a file's encoder names: '' or a run of 'module.' / 'model.' before cls_token. */
+/**
+ * The prefix in front of a file's encoder names: '' or a run of 'module.' / 'model.' / '_orig_mod.' before cls_token
+ * (a torch.compile'd model's state dict names every weight '_orig_mod.<name>': it was refused as no ViT encoder).
+ */
 function encoderPrefix(names: Iterable<string>): string {
   for (const n of names) {
-    const m = /^((?:module\.|model\.)*)cls_token$/.exec(n);
+    const m = /^((?:module\.|model\.|_orig_mod\.)*)cls_token$/.exec(n);
     if (m) return m[1];
   }
   return '';

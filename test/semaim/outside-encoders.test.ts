@@ -60,8 +60,8 @@ function variant(name: string, edit: (t: Map<string, Tensor>) => Map<string, Ten
 
 const want = tokensOf(reference);
 
-test("DDP's 'module.' and MAE-style 'model.' prefixes are read as timm's names", () => {
-  for (const prefix of ['module.', 'model.', 'module.model.']) {
+test("DDP's 'module.', MAE-style 'model.' and torch.compile's '_orig_mod.' prefixes are read as timm's names", () => {
+  for (const prefix of ['module.', 'model.', 'module.model.', '_orig_mod.', 'module._orig_mod.']) {
     const path = variant(`prefixed-${prefix}`, (t) => new Map([...t].map(([k, v]) => [`${prefix}${k}`, v])));
     assert.equal(resolveEncoder(path).layout.prefix, prefix);
     assert.equal(maxDiff(tokensOf(path), want), 0, prefix);
