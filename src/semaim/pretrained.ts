@@ -438,7 +438,8 @@ function findEncoder(path: string, o: VerifyOption): EncoderSource {
   if (!pathExists(path))
     throw new Error(`encoder ${quotedPath(path)} does not exist (give a run folder, a checkpoint folder, an exported .safetensors or a torch.save .pth)`);
   if (statSync(path).isDirectory()) {
-    refuseHubFolder(path);
+    const hubWeights = hubFolderWeights(path);
+    if (hubWeights) return findEncoder(hubWeights, o);
     return readResolvedCheckpoint(path, o, (dir): EncoderSource => {
       const weights = join(dir, 'model.safetensors');
       const { metadata, tensors } = readSafetensorsHeader(weights);
@@ -484,13 +485,12 @@ function findEncoder(path: string, o: VerifyOption): EncoderSource {
 }
 
 /**
- * Refuses a downloaded hub folder (timm's model.safetensors or pytorch_model.bin, no run or checkpoint in it) naming
- * the weights file to give: it was called a folder with no usable checkpoint, which told nothing of the encoder inside.
+ * The weights file of a downloaded hub folder (timm's model.safetensors, else pytorch_model.bin; no run or checkpoint
+ * in the folder), read as if given: the folder was called one with no usable checkpoint, though it holds an encoder.
  */
-function refuseHubFolder(dir: string): void {
-  if (pathExists(join(dir, 'state.json')) || pathExists(join(dir, 'checkpoints'))) return;
-  const weights = HUB_WEIGHTS.map((name) => join(dir, name)).find((file) => pathExists(file));
-  if (weights) throw new Error(`${quotedPath(dir)} is not a run or checkpoint folder: it holds the encoder file ${quotedPath(weights)}; give that file`);
+function hubFolderWeights(dir: string): string | undefined {
+  if (pathExists(join(dir, 'state.json')) || pathExists(join(dir, 'checkpoints'))) return undefined;
+  return HUB_WEIGHTS.map((name) => join(dir, name)).find((file) => pathExists(file));
 }
 
 /** Tensors of an encoder file that a classifier may take besides the encoder's (timm's global_pool='avg' norm). */
