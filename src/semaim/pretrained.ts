@@ -423,7 +423,7 @@ function readConfigJson(path: string): string {
 }
 
 /** Weights files an encoder is read from: safetensors, or PyTorch's torch.save (read without running its pickle). */
-const WEIGHTS_FILE = /\.(safetensors|pth|pt|bin)$/;
+const WEIGHTS_FILE = /\.(safetensors|pth|pt|bin)$/i; // (any case: a file copied from a case-insensitive disk, `ENCODER.PTH`)
 /** The weights files of a Hugging Face hub folder, whose sizes are in config.json beside them. */
 const HUB_WEIGHTS = ['model.safetensors', 'pytorch_model.bin'];
 

@@ -272,6 +272,18 @@ test('a downloaded hub folder given as the encoder is read from its weights file
   }
 });
 
+test('weights files are known by their extension in any case (ENCODER.SAFETENSORS, MODEL.PTH copied from a case-insensitive disk)', () => {
+  const dir = join(root, 'upper-case');
+  mkdirSync(dir);
+  const upper = join(dir, 'ENCODER.SAFETENSORS');
+  copyFileSync(reference, upper);
+  assert.equal(maxDiff(tokensOf(upper), want), 0);
+  const pth = join(dir, 'MODEL.PTH');
+  execFileSync('/usr/bin/python3', [join(__dirname, '..', '..', '..', 'scripts', 'pytorch_file_make.py'), 'from-safetensors', reference, pth]);
+  writeFileSync(join(dir, 'MODEL.json'), JSON.stringify({ imgSize: 8, patchSize: 4, embedDim: 16, depth: 2, numHeads: 2, mlpRatio: 2 }));
+  assert.equal(maxDiff(tokensOf(pth), want), 0);
+});
+
 test('a hub config whose pretrained_cfg.input_size is not square is refused as not square, not read as its width', () => {
   // timm builds img_size from input_size[-2:] (H, W): a 384×224 model was read as a 224² one, and its weights
   // then refused as "the config does not describe these weights"
