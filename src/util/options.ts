@@ -4,6 +4,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { isMap, isScalar, parseDocument } from 'yaml';
 import { printable, quotedPath } from './printable';
+import { jsonBrief } from './json-file';
 
 export type OptionType = 'number' | 'int' | 'string' | 'boolean';
 
@@ -232,6 +233,7 @@ const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
 /** Larger config files are refused unread (a device or a stray data file given by mistake). */
 export const MAX_CONFIG_BYTES = 1 << 20;
 
+// (a value is shown by jsonBrief: a config file's list nested too deeply for JSON.stringify was a bare RangeError)
 function coerce(key: string, spec: OptionSpec, raw: unknown): number | string | boolean {
   // null (YAML '~' or an empty 'key:', JSON null) is not "the default": the key was written, with no value
   if (raw === null) {
@@ -243,12 +245,12 @@ function coerce(key: string, spec: OptionSpec, raw: unknown): number | string | 
     // a config file's `blur: 1` is the number 1: taken as the flag's --blur=1 is
     if (raw === 'true' || raw === '1' || raw === 1 || raw === 'yes') return true;
     if (raw === 'false' || raw === '0' || raw === 0 || raw === 'no') return false;
-    throw new OptionError(key, `expected true or false, got ${JSON.stringify(raw)}`);
+    throw new OptionError(key, `expected true or false, got ${jsonBrief(raw)}`);
   }
   if (spec.type === 'number' || spec.type === 'int') {
     // decimal notation only: Number() would also take '0x10', '0b11' and ''
     const v = typeof raw === 'number' ? raw : typeof raw === 'string' && DECIMAL.test(raw.trim()) ? Number(raw) : NaN;
-    if (!Number.isFinite(v)) throw new OptionError(key, `expected a number, got ${typeof raw === 'number' ? raw : JSON.stringify(raw)}`);
+    if (!Number.isFinite(v)) throw new OptionError(key, `expected a number, got ${typeof raw === 'number' ? raw : jsonBrief(raw)}`);
     if (spec.type === 'int' && !Number.isInteger(v)) throw new OptionError(key, `expected an integer, got ${v}`);
     if (spec.type === 'int' && !Number.isSafeInteger(v))
       throw new OptionError(key, `${v} is beyond the integers a double holds exactly (±${Number.MAX_SAFE_INTEGER})`);
@@ -258,7 +260,7 @@ function coerce(key: string, spec: OptionSpec, raw: unknown): number | string | 
     if (spec.above !== undefined && v <= spec.above) throw new OptionError(key, `must be > ${spec.above}, got ${v}`);
     return v;
   }
-  if (typeof raw !== 'string' && typeof raw !== 'number') throw new OptionError(key, `expected a string, got ${JSON.stringify(raw)}`);
+  if (typeof raw !== 'string' && typeof raw !== 'number') throw new OptionError(key, `expected a string, got ${jsonBrief(raw)}`);
   const s = String(raw);
   // '' is no value: as a path it means the current folder to some calls and nothing to others ('--out ""' wrote ./.json)
   if (!s.trim()) throw new OptionError(key, `must not be empty${s ? ' (only spaces)' : ''}`);

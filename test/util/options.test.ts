@@ -62,6 +62,24 @@ test('names of Object.prototype members are unknown options, on the command line
   });
 });
 
+test("a config file's value nested too deeply to print (a list 20,000 deep) is an option error naming the key (the command line adds the file), not a bare RangeError", () => {
+  withConfigFiles((file) => {
+    const deep = '['.repeat(20_000) + ']'.repeat(20_000);
+    for (const [key, what] of [
+      ['seed', 'a number'],
+      ['name', 'a string'],
+      ['fast', 'true or false'],
+    ]) {
+      const values = readConfigFile(file(`${key}.json`, `{"${key}": ${deep}}`));
+      assert.throws(
+        () => resolveOptions(TABLE, values),
+        (e: unknown) => e instanceof OptionError && e.key === key && e.detail === `expected ${what}, got (a value nested too deeply to print)`,
+        key,
+      );
+    }
+  });
+});
+
 test('integers beyond 2^53 and oversized threads, image sizes and synthetic sets are refused before work', () => {
   assert.throws(() => resolveOptions(TABLE, { seed: '1e300' }), /option 'seed': 1e\+300 is beyond the integers a double holds exactly/);
   assert.equal(resolveOptions(TABLE, { seed: String(2 ** 53 - 1) }).seed, 2 ** 53 - 1);
