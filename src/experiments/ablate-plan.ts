@@ -15,7 +15,7 @@ import { MemoryLabelledData, TrainBatch, TrainData } from '../data';
 import { extractPooledFeatures, disposeFeatures, FeatureSet, FeaturePooling } from '../eval/features';
 import { knnClassify } from '../eval/knn';
 import { linprobeOnFeatures, LinprobeOptions } from '../eval/linprobe';
-import { readJsonWith } from '../util/json-file';
+import { isJsonObject, jsonBrief, readJsonWith } from '../util/json-file';
 import { otherFormatVersion } from '../io/checkpoint';
 import { jsonDifferences } from '../util/json-diff';
 import type { Precision } from '../run/precision';
@@ -343,8 +343,17 @@ export function readPlan(outDir: string): AblationPlan | null {
   }
   if (!(typeof plan.warmupEpochs === 'number' && plan.warmupEpochs >= 0 && plan.warmupEpochs < plan.epochs))
     throw new Error(`${p}: 'warmupEpochs' is ${JSON.stringify(plan.warmupEpochs)}, not in [0, epochs)`);
+  // (every plan semaim writes records its recipe: makePlan compares it with this call's)
+  if (!isJsonObject(plan.inputs.recipe)) throw new Error(`${p}: 'inputs.recipe' is missing or not an object`);
   const m = plan.measured;
-  if (m.steps === null || typeof m.steps !== 'object') throw new Error(`${p}: 'measured.steps' is ${JSON.stringify(m.steps)}, not an object`);
+  if (!isJsonObject(m.steps)) throw new Error(`${p}: 'measured.steps' is ${jsonBrief(m.steps)}, not an object`);
+  for (const [row, t] of Object.entries(m.steps)) {
+    for (const key of ['step', 'startup'] as const) {
+      const v = isJsonObject(t) ? t[key] : undefined;
+      if (!(typeof v === 'number' && Number.isFinite(v) && v >= 0))
+        throw new Error(`${p}: 'measured.steps.${row}.${key}' is ${jsonBrief(v)}, not a number ≥ 0`);
+    }
+  }
   for (const key of ['evalSeconds', 'processes', 'loaderSecondsPerBatch', 'loaderWorkers', 'spentSeconds'] as const) {
     if (!(typeof m[key] === 'number' && Number.isFinite(m[key]) && m[key] >= 0))
       throw new Error(`${p}: 'measured.${key}' is ${JSON.stringify(m[key])}, not a number ≥ 0`);

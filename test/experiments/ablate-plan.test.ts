@@ -179,7 +179,7 @@ test('readPlan refuses a file of another format and a warm-up as long as the run
   try {
     const plan = {
       format: 'semaim.ablation-plan/1',
-      inputs: {},
+      inputs: { recipe: {} },
       shards: {},
       measured: { steps: {}, evalSeconds: 0, processes: 1, loaderSecondsPerBatch: 0, loaderWorkers: 0, spentSeconds: 0 },
       batchesPerEpoch: 4,
@@ -202,6 +202,36 @@ test('readPlan refuses a file of another format and a warm-up as long as the run
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("readPlan refuses, naming plan.json, a plan without its recipe, with a row's step times that are not numbers, or nested too deeply to compare (they were TypeErrors and a RangeError later, in makePlan and describePlan)", (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'semaim-readplan-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const p = join(dir, 'plan.json');
+  const plan = {
+    format: 'semaim.ablation-plan/1',
+    inputs: { recipe: { pretrain: {} } },
+    shards: {},
+    measured: { steps: { raster: { step: 0.1, startup: 1 } }, evalSeconds: 0, processes: 1, loaderSecondsPerBatch: 0, loaderWorkers: 0, spentSeconds: 0 },
+    batchesPerEpoch: 4,
+    steps: 8,
+    epochs: 2,
+    warmupEpochs: 1,
+  };
+  writeFileSync(p, JSON.stringify(plan));
+  assert.equal(readPlan(dir)!.steps, 8);
+  for (const [inputs, steps, message] of [
+    [{}, plan.measured.steps, `${p}: 'inputs.recipe' is missing or not an object`],
+    [{ recipe: 'small' }, plan.measured.steps, `${p}: 'inputs.recipe' is missing or not an object`],
+    [plan.inputs, { raster: null }, `${p}: 'measured.steps.raster.step' is undefined, not a number ≥ 0`],
+    [plan.inputs, { raster: { step: 0.1, startup: '1' } }, `${p}: 'measured.steps.raster.startup' is "1", not a number ≥ 0`],
+    [plan.inputs, { raster: { step: -1, startup: 1 } }, `${p}: 'measured.steps.raster.step' is -1, not a number ≥ 0`],
+  ] as const) {
+    writeFileSync(p, JSON.stringify({ ...plan, inputs, measured: { ...plan.measured, steps } }));
+    assert.throws(() => readPlan(dir), { message }, message);
+  }
+  writeFileSync(p, JSON.stringify(plan).replace('"pretrain":{}', `"pretrain":${'['.repeat(20_000)}${']'.repeat(20_000)}`));
+  assert.throws(() => readPlan(dir), { message: `${p}: nested 20003 levels deep, more than the 100 a file of semaim's may` });
 });
 
 test('a plan refused for another recipe names the settings that differ', () => {
