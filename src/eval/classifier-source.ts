@@ -9,7 +9,7 @@ import { Tensor } from '../torch';
 import { sparingGlobalRng } from '../torch/global-rng';
 import { disposeAll, listCheckpoints, loadTensors, readSafetensorsHeader, sha256File } from '../io';
 import { refuseOtherFormatVersion, runKindOf } from '../io/checkpoint';
-import { EncoderSource, VisionTransformer, checkEncoderShapes, loadEncoder, readResolvedCheckpoint, resolveEncoder } from '../semaim';
+import { EncoderSource, VisionTransformer, checkEncoderShapes, loadEncoder, readResolvedCheckpoint, resolveEncoder, validateEncoder } from '../semaim';
 import { withPrecision, type Precision } from '../run/precision';
 import { ClassifierConfig, LinearProbe, ViTClassifier } from './classifier';
 import { encodeBatch, type FeaturePooling } from './features';
@@ -96,6 +96,8 @@ function classifierOf(dir: string): ClassifierSource {
     config = JSON.parse(metadata.config ?? 'null') as ClassifierConfig;
     if (!config || !Number.isSafeInteger(config.numClasses) || config.numClasses < 2) throw new Error(`numClasses ${config?.numClasses}`); // (as ViTClassifier)
     if (config.pool !== 'avg' && config.pool !== 'cls') throw new Error(`pool '${config.pool}'`);
+    // (else ViTClassifier refused it when loaded: without the file's name, after reading its weights)
+    validateEncoder(config);
   } catch (e) {
     throw new Error(`${weights}: the classifier config is not usable: ${(e as Error).message}`, { cause: e });
   }

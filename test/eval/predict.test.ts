@@ -18,6 +18,7 @@ import { loadEncoder } from '../../src/semaim';
 import { loadTensors, saveTensors } from '../../src/io';
 import * as torch from '../../src/torch';
 import { OptionError } from '../../src/util/options';
+import { CheckpointError } from '../../src/util/errors';
 import { claimOutputs, outputLockPath } from '../../src/io/outputs';
 import { writerMeanwhile } from '../written-meanwhile';
 import { encode, picture, withFullDiskAt } from '../data/helpers';
@@ -413,6 +414,34 @@ test('a fine-tuning checkpoint whose config has one class is refused when resolv
     model.dispose();
     writeFileSync(join(dir, 'state.json'), '{}');
     assert.throws(() => resolveClassifier(dir, { verify: false }), /the classifier config is not usable: numClasses 1/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("a fine-tuning checkpoint whose config's encoder is not usable (numHeads not dividing embedDim, 0 heads) is refused when resolved, naming the file", () => {
+  // (resolveClassifier took it: loadClassifier then failed building the model, naming neither the file nor the
+  // checkpoint, with the weights it had read left undisposed)
+  const root = mkdtempSync(join(tmpdir(), 'semaim-predict-bad-encoder-'));
+  try {
+    const dir = join(root, 'run', 'checkpoints', 'step-00000001');
+    mkdirSync(dir, { recursive: true });
+    const cfg = { ...TINY, numClasses: 2, pool: 'avg' as const };
+    const model = new ViTClassifier(cfg);
+    writeFileSync(join(dir, 'state.json'), '{}');
+    const weights = join(dir, 'model.safetensors');
+    for (const [bad, why] of [
+      [{ numHeads: 3 }, `config 'embedDim': ${cfg.embedDim} is not divisible by numHeads 3`],
+      [{ numHeads: 0 }, "config 'numHeads': must be a positive integer, got 0"],
+    ] as const) {
+      saveTensors(weights, model.stateDict(), { format: 'semaim.finetune/1', config: JSON.stringify({ ...cfg, ...bad }) });
+      assert.throws(
+        () => resolveClassifier(dir, { verify: false }),
+        (e: unknown) => e instanceof CheckpointError && e.message === `${weights}: the classifier config is not usable: ${why}`,
+        why,
+      );
+    }
+    model.dispose();
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
