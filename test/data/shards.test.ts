@@ -48,6 +48,7 @@ import {
   streamSegments,
   readIndexFile,
   scanShards,
+  MAX_CLASSES,
   MAX_IMAGE_BYTES,
   MAX_META_BYTES,
   imageMemberCap,
@@ -1028,6 +1029,22 @@ test('class names from an index that names fewer classes than the labels hold ar
   assert.deepEqual(index.classes, ['class0', 'class1', 'class2']);
   writeFileSync(join(dir, 'index.json'), JSON.stringify({ ...index, classes: ['class0', 'class1'] }));
   assert.deepEqual(shardDataset(dir, { onWarning: () => {} }).classes, ['0', '1', '2']);
+});
+
+test('class names from an index that names more classes than a label can be (MAX_CLASSES) are not used: 3 M names made a 2-class k-NN report 3 M classes', () => {
+  const dir = join(root, 'too-many-classes');
+  mkdirSync(dir);
+  for (const f of readdirSync(shards)) copyFileSync(join(shards, f), join(dir, f));
+  const index = JSON.parse(readFileSync(join(dir, 'index.json'), 'utf8'));
+  const names = (n: number) => Array.from({ length: n }, (_, k) => `class${k}`);
+  writeFileSync(join(dir, 'index.json'), JSON.stringify({ ...index, classes: names(MAX_CLASSES + 1) }));
+  assert.deepEqual(shardDataset(dir, { onWarning: () => {} }).classes, ['0', '1', '2']);
+  writeFileSync(join(dir, 'index.json'), JSON.stringify({ ...index, classes: names(MAX_CLASSES) }));
+  assert.equal(
+    shardDataset(dir, { onWarning: () => {} }).classes.length,
+    MAX_CLASSES,
+    'a class without samples in these shards is still named, up to the limit',
+  );
 });
 
 test("an index file's error text is shown as printable text, naming the shard and the index it comes from", () => {

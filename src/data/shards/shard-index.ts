@@ -124,7 +124,9 @@ export function readIndexFile(path: string): ShardIndexFile | null {
       e.labelOnly !== undefined ? { labelOnly: num(e.labelOnly), ...(typeof e.labelOnlyKey === 'string' ? { labelOnlyKey: e.labelOnlyKey } : {}) } : {};
     return [{ file: e.file, bytes: num(e.bytes), samples: num(e.samples), labelled: num(e.labelled), maxLabel: num(e.maxLabel), ...error, ...labelOnly }];
   });
-  const classes = Array.isArray(v.classes) && v.classes.every((c) => typeof c === 'string') ? { classes: v.classes as string[] } : {};
+  // (no more names than labels can have: a list of millions sized every per-class table, output and head by it)
+  const classes =
+    Array.isArray(v.classes) && v.classes.length <= MAX_CLASSES && v.classes.every((c) => typeof c === 'string') ? { classes: v.classes as string[] } : {};
   const source = typeof v.source === 'string' ? { source: v.source } : {};
   return { format: INDEX_FORMAT, ...classes, ...source, samples: shards.reduce((a, e) => a + (count(e.samples) ? e.samples : 0), 0), shards };
 }
