@@ -11,6 +11,7 @@ import type { SafetensorsHeader, TensorInfo } from './safetensors';
 import { tensorByteLength } from './tensor-bytes';
 import { readAt } from './read-at';
 import { Global, Opaque, unpickle } from './pickle';
+import { printable } from '../util/printable';
 
 const STORAGE_DTYPE: Record<string, DType> = {
   FloatStorage: 'float32',
@@ -122,6 +123,8 @@ function zipEntries(fd: number, fileSize: number, label: string): Map<string, Zi
       }
       x += 4 + len;
     }
+    // (readers differ on which of two is meant: Python's zipfile takes the last, a binary search any)
+    if (entries.has(name)) throw new Error(`${label}: the zip archive lists the entry ${printable(name)} twice; which one is meant is unknown`);
     entries.set(name, { method, crc32: dir.readUInt32LE(at + 16), size, headerOffset });
     at += 46 + nameLength + extraLength + commentLength;
   }

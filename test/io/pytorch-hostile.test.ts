@@ -242,6 +242,23 @@ test('a .pth that is neither zip nor safetensors is named as not a torch.save fi
   }
 });
 
+test('a zip that lists one entry name twice (a storage, or data.pkl) is refused: which copy PyTorch reads is unknown (the last was read, silently)', () => {
+  const path = join(root, 'twice.pth');
+  const pkl = statePkl({ w: { key: '0', numel: 2, offset: 0, shape: [2], stride: [1] } });
+  const zip = zipOf({ 's/data.pkl': pkl, 's/data/0': f32(1.5, 2.5), 's/data/9': f32(7, 8) });
+  writeFileSync(path, zip);
+  const { tensors } = loadTensors(path);
+  assert.deepEqual(Array.from(tensors.get('w')!.toFloat32Array()), [1.5, 2.5]);
+  for (const t of tensors.values()) t.dispose();
+  // the second storage renamed to the first's name, in its local header and in the central directory
+  const renamed = (from: string, to: string) => Buffer.from(zip.toString('latin1').replaceAll(from, to), 'latin1');
+  writeFileSync(path, renamed('s/data/9', 's/data/0'));
+  assert.throws(() => readSafetensorsHeader(path), { message: `${path}: the zip archive lists the entry s/data/0 twice; which one is meant is unknown` });
+  const two = zipOf({ 's/data.pkl': pkl, 's/data/0': f32(1.5, 2.5), 's/data.pkX': statePkl({}) });
+  writeFileSync(path, Buffer.from(two.toString('latin1').replaceAll('s/data.pkX', 's/data.pkl'), 'latin1'));
+  assert.throws(() => readSafetensorsHeader(path), { message: `${path}: the zip archive lists the entry s/data.pkl twice; which one is meant is unknown` });
+});
+
 test("a tensor that runs past the end of its storage is refused at the header (the next entry's bytes would load as its weights: the CRC covers the storage only)", () => {
   const path = join(root, 'past-storage.pth');
   const write = (w: FloatTensorPkl): void => writeFileSync(path, zipOf({ 's/data.pkl': statePkl({ w }), 's/data/0': f32(1.5, 2.5), 's/data/1': f32(7, 8) }));
