@@ -669,6 +669,25 @@ test('readShard: extensions match in any case, a contiguous file is a file, a la
   await assert.rejects(readShardAll(cut), (e: Error) => e instanceof ShardReadError && /truncated after 0 sample\(s\)/.test(e.message));
 });
 
+test('readShard: a .json label nested too deeply to print (30,000 deep, under the 64 KiB cap) makes its sample unusable, not the rest of the shard corrupt', async () => {
+  const path = join(root, 'edges', 'deep-label.tar');
+  writeTar(path, [
+    ['a.png', 'a'],
+    ['a.json', `{"label": ${'['.repeat(30_000)}${']'.repeat(30_000)}}`],
+    ['b.png', 'b'],
+    ['b.json', '{"label": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}'],
+    ['c.png', 'c'],
+    ['c.cls', '1'],
+  ]);
+  const got = [];
+  for await (const s of readShard(path)) got.push([s.key, s.label, s.labelError ?? null]);
+  assert.deepEqual(got, [
+    ['a', null, '.json label (a value nested too deeply to print) is not a class index'],
+    ['b', null, '.json label [1,2,3,4,5,6,7,8,9,1… is not a class index'],
+    ['c', 1, null],
+  ]);
+});
+
 test('a shard without one image member is named as holding no samples, and the others are read', () => {
   const dir = join(root, 'no-samples');
   writeTar(join(dir, 'a.tar'), [['x.png', 'x']]);

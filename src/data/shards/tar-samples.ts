@@ -25,6 +25,7 @@ type Source = Extract extends AsyncIterable<infer S> ? S : never;
 import { IMAGE_EXTENSIONS } from '../sources/folder';
 import { printable } from '../../util/printable';
 import { openRegularFile } from '../../util/regular-file';
+import { jsonBrief } from '../../util/json-file';
 
 /** Image member extensions, in order of preference when a sample has several. */
 export const IMAGE_MEMBER_EXTENSIONS = [
@@ -139,7 +140,8 @@ function parseLabel(g: Group): { label: number | null; labelError?: string } {
       const l = o.label ?? o.cls;
       if (isClass(l)) return { label: l };
       const range = Number.isInteger(l) && (l as number) >= 0 ? ` below ${MAX_CLASSES}` : '';
-      if (l !== undefined) return { label: null, labelError: `.json label ${JSON.stringify(l).slice(0, 20)} is not a class index${range}` };
+      // (jsonBrief: a label nested too deeply for JSON.stringify ended the whole shard as 'corrupt')
+      if (l !== undefined) return { label: null, labelError: `.json label ${jsonBrief(l, 20)} is not a class index${range}` };
     }
   }
   return { label: null };
