@@ -10,6 +10,7 @@ import { symlinkSync, mkdirSync, truncateSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { openImage, decodeImage } from '../../src/data/codecs/decode';
 import { DecodeError } from '../../src/data/codecs/errors';
+import { MAX_JPEG_SCANS } from '../../src/data/codecs/jpeg';
 import { DEFAULT_MAX_IMAGE_PIXELS } from '../../src/data/codecs/limits';
 import { exifOrientation, orientImage } from '../../src/data/codecs/orientation';
 import { identityPlan } from '../../src/data/geometry';
@@ -66,6 +67,40 @@ test("pixel limit, GIF: the canvas libvips allocates reaches the first frame's f
   } catch (e) {
     assert.ok(e instanceof DecodeError && e.reason === 'too-large', (e as Error).message);
   }
+});
+
+/** The segments of a JPEG up to its EOI: marker, start, end (a scan's entropy-coded data included). */
+function jpegSegments(d: Buffer): { marker: number; start: number; end: number }[] {
+  const out = [];
+  for (let i = 2; i < d.length;) {
+    const marker = d[i + 1];
+    if (marker === 0xd9) break;
+    let end = i + 2 + d.readUInt16BE(i + 2);
+    if (marker === 0xda) while (d[end] !== 0xff || d[end + 1] === 0 || (d[end + 1] >= 0xd0 && d[end + 1] <= 0xd7)) end++;
+    out.push({ marker, start: i, end });
+    i = end;
+  }
+  return out;
+}
+
+test(`JPEG: a file of more than MAX_JPEG_SCANS (${MAX_JPEG_SCANS}) scans is refused as unsupported (17,000 repeated tiny scans of a 4096² image took minutes); up to it, it decodes`, async () => {
+  const jpeg = await encode(Buffer.alloc(64 * 64, 128), 64, 64, 1, 'jpeg', { progressive: true });
+  const segs = jpegSegments(jpeg);
+  const scans = segs.filter((s) => s.marker === 0xda).length;
+  // an AC scan (spectral selection from 1) with the Huffman table before it, repeated before the EOI
+  const at = segs.findIndex((s) => s.marker === 0xda && jpeg[s.start + 4 + 1 + 2 * jpeg[s.start + 4]] > 0);
+  const from = segs[at - 1].marker === 0xc4 ? segs[at - 1].start : segs[at].start;
+  const scan = jpeg.subarray(from, segs[at].end);
+  const eoi = segs[segs.length - 1].end;
+  const withScans = (total: number) => Buffer.concat([jpeg.subarray(0, eoi), ...Array<Buffer>(total - scans).fill(scan), jpeg.subarray(eoi)]);
+  assert.equal(openImage(withScans(MAX_JPEG_SCANS)).decode({}).width, 64);
+  assert.throws(
+    () => openImage(withScans(MAX_JPEG_SCANS + 1)).decode({}),
+    (e: unknown) =>
+      e instanceof DecodeError &&
+      e.reason === 'unsupported' &&
+      e.message === `JPEG of more than ${MAX_JPEG_SCANS} scans (encoders write about 10; so many only make its decoding slow)`,
+  );
 });
 
 test('pixel limit: the limit is an option (exact boundary; 0 = no limit) for built-in and sharp decoders', async () => {

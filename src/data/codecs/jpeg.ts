@@ -71,6 +71,13 @@ export interface JpegDecodeOptions {
   scratch?: boolean;
 }
 
+/**
+ * Scans a JPEG may have (libjpeg-turbo's suggested limit, djpeg -maxscans / TJPARAM_SCANLIMIT). Encoders write about
+ * ten; each scan walks every block of its components, so a 1 MB file of 17,000 tiny repeated scans of a 4096² image
+ * took minutes to decode (at the pixel limit, hours), holding a loader worker all that time.
+ */
+export const MAX_JPEG_SCANS = 500;
+
 /** Lookahead bits of the Huffman fast tables. */
 const FAST = 9;
 const FAST_MASK = (1 << FAST) - 1;
@@ -458,6 +465,8 @@ export class JpegImage {
           this.restartInterval = (data[seg] << 8) | data[seg + 1];
           break;
         case 0xda: {
+          if (scans === MAX_JPEG_SCANS)
+            throw new DecodeError('unsupported', `JPEG of more than ${MAX_JPEG_SCANS} scans (encoders write about 10; so many only make its decoding slow)`);
           const done = this.readScan(seg, segEnd, n, full);
           scans++;
           pos = this.pos;
