@@ -93,9 +93,9 @@ test(`JPEG: a file of more than MAX_JPEG_SCANS (${MAX_JPEG_SCANS}) scans is refu
   const scan = jpeg.subarray(from, segs[at].end);
   const eoi = segs[segs.length - 1].end;
   const withScans = (total: number) => Buffer.concat([jpeg.subarray(0, eoi), ...Array<Buffer>(total - scans).fill(scan), jpeg.subarray(eoi)]);
-  assert.equal(openImage(withScans(MAX_JPEG_SCANS)).decode({}).width, 64);
-  assert.throws(
-    () => openImage(withScans(MAX_JPEG_SCANS + 1)).decode({}),
+  assert.equal((await openImage(withScans(MAX_JPEG_SCANS))).decode({}).width, 64);
+  await assert.rejects(
+    async () => (await openImage(withScans(MAX_JPEG_SCANS + 1))).decode({}),
     (e: unknown) =>
       e instanceof DecodeError &&
       e.reason === 'unsupported' &&
