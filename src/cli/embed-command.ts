@@ -29,7 +29,7 @@ export const EMBED_OPTIONS = defineOptions({
     help: "[CLS] token, mean of the patch tokens, or all tokens [1 + P, D] (after the final norm); 'gap' = the authors' --global_pool (mean before the final norm, LayerNorm without weights)",
   },
   dtype: { type: 'string', default: 'float32', choices: EMBED_DTYPES, help: 'stored type of the features (float16 halves the file)' },
-  batchSize: { type: 'int', default: 256, min: 1, help: 'images per batch (256, as the evaluations, gives bit-equal features)' },
+  batchSize: { type: 'int', default: 256, min: 1, help: 'images per batch and process (256, as the evaluations, gives bit-equal features)' },
   precision: precisionOption('encoder precision (bf16/fp16 autocast); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)'),
   numWorkers: { type: 'int', min: 0, max: MAX_WORKERS, help: 'decoding worker threads (default: one per core but one, at most 8; 0 = on the main thread)' },
   ...IMAGE_INPUT_OPTIONS,

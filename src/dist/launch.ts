@@ -56,7 +56,7 @@ export interface LaunchResult {
 export const LAUNCH_OPTIONS = defineOptions({
   nprocPerNode: {
     mayChangeOnResume: true, type: 'int', default: 1, min: 1,
-    help: 'worker processes on this machine (data-parallel; >1 starts them with the built-in launcher; batch sizes are per process)',
+    help: 'worker processes on this machine (data-parallel; >1 starts them with the built-in launcher; each batch size says whether it is per process)',
   },
   nnodes: { mayChangeOnResume: true, type: 'int', default: 1, min: 1, help: 'machines taking part (each runs the same command with its own --node-rank)' },
   nodeRank: { mayChangeOnResume: true, type: 'int', default: 0, min: 0, help: 'this machine\'s index among --nnodes' },

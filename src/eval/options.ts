@@ -137,7 +137,7 @@ const FEATURE_OPTIONS = defineOptions({
     choices: ['cls', 'mean', 'gap'],
     help: "feature: the [CLS] token or the mean of the patch tokens (after the final norm); 'gap' = the authors' --global_pool: the mean of the patch tokens before the final norm, through a LayerNorm without weights",
   },
-  evalBatchSize: { type: 'int', default: 256, min: 1, help: 'images per batch when extracting features' },
+  evalBatchSize: { type: 'int', default: 256, min: 1, help: 'images per batch and process when extracting features' },
   precision: precisionOption(
     'encoder precision while extracting features (bf16/fp16 autocast); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)',
   ),
@@ -151,7 +151,12 @@ const KNN_ONLY = defineOptions({
 
 const LINPROBE_ONLY = defineOptions({
   epochs: { type: 'number', default: 90, min: 0.001, help: 'training epochs' },
-  batchSize: { type: 'int', default: 256, min: 2, help: 'training batch (MAE: 16384 over 64 GPUs; SemAIM authors: 4096, docs/METHOD.md §6.3)' },
+  batchSize: {
+    type: 'int',
+    default: 256,
+    min: 2,
+    help: 'training batch, of all processes together (MAE: 16384 over 64 GPUs; SemAIM authors: 4096, docs/METHOD.md §6.3)',
+  },
   blr: { type: 'number', default: 0.1, min: 0, help: 'base lr; lr = blr × batch / 256' },
   lr: { type: 'number', min: 0, help: 'absolute lr (overrides --blr)' },
   minLr: { type: 'number', default: 0, min: 0, help: 'final lr of the cosine schedule' },
@@ -276,7 +281,7 @@ export const FINETUNE_OPTIONS = defineOptions({
   ema: { type: 'boolean', default: false, help: 'keep (and evaluate) an EMA copy of the model' },
   emaDecay: { type: 'number', default: 0.9999, min: 0, max: 1, noEffect: (o) => (o.ema ? undefined : 'without --ema'), help: 'EMA decay per step' },
   precision: precisionOption('mixed precision (fp16 with loss scaling, CUDA only); auto = fp32 on the CPU, bf16 on a GPU (fp16 before compute capability 8.0)'),
-  evalBatchSize: { mayChangeOnResume: true, type: 'int', default: 256, min: 1, help: 'images per evaluation batch' },
+  evalBatchSize: { mayChangeOnResume: true, type: 'int', default: 256, min: 1, help: 'images per evaluation batch and process' },
   ...DATA_OPTIONS,
   ...RUN_OPTIONS,
   // run
