@@ -79,12 +79,17 @@ function checkGpusPerProcess(o: Record<string, unknown>): void {
 }
 
 /**
- * Every command with the launcher's flags: --nproc-per-node's processes take --threads each, together at most
- * this machine's cores. Checked with the options (it was checked only as the launcher started its workers, after
- * the preflight, where a launcher of one of several machines told the others nothing and they waited for it).
+ * Every command with the launcher's flags: --nproc-per-node's processes (or, in a worker, torchrun's LOCAL_WORLD_SIZE)
+ * take --threads each, together at most this machine's cores. Checked with the options (it was checked only as the
+ * launcher started its workers, after the preflight, where a launcher of one of several machines told the others
+ * nothing and they waited for it).
  */
 function checkThreadsOfWorkers(o: Record<string, unknown>): void {
-  if (typeof o.nprocPerNode === 'number' && (o.threads === undefined || typeof o.threads === 'number')) checkThreadsPerProcess(o.threads, o.nprocPerNode);
+  if (typeof o.nprocPerNode !== 'number' || !(o.threads === undefined || typeof o.threads === 'number')) return;
+  // (torchrun passes no --nproc-per-node; a worker started by hand without LOCAL_WORLD_SIZE may be alone on its machine)
+  const local = process.env.LOCAL_WORLD_SIZE === undefined ? undefined : readDistEnv()?.localWorldSize;
+  if (local === undefined) checkThreadsPerProcess(o.threads, o.nprocPerNode);
+  else checkThreadsPerProcess(o.threads, local, "this machine's");
 }
 
 /** An output folder option (`key`) whose path cannot be a folder (a file, or a symbolic link to nothing, on the way) is an option error, before any work. */

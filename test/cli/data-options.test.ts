@@ -402,6 +402,38 @@ test('--threads × --nproc-per-node above the cores is refused before the worker
   }
 });
 
+test("a torchrun worker's --threads × LOCAL_WORLD_SIZE above the cores is refused as --nproc-per-node's is (torchrun passes no --nproc-per-node)", (t) => {
+  const cores = availableParallelism();
+  if (cores < 2) return t.skip('one core: every --threads is the share');
+  const worker = { RANK: '1', WORLD_SIZE: '2', LOCAL_RANK: '1', LOCAL_WORLD_SIZE: '2', MASTER_ADDR: '127.0.0.1', MASTER_PORT: '29500' };
+  const saved = Object.fromEntries(Object.keys(worker).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, worker);
+  try {
+    for (const [name, argv] of [
+      ['pretrain', []],
+      ['knn', ['--checkpoint', 'c']],
+    ] as const)
+      assert.throws(
+        () => commands[name].parse([...argv, '--threads', String(cores)]),
+        (e: Error) =>
+          e instanceof OptionError &&
+          e.key === 'threads' &&
+          new RegExp(`${cores} threads in each of this machine's 2 processes is ${2 * cores} on ${cores} cores: give at most ${Math.floor(cores / 2)}`).test(
+            e.message,
+          ),
+        name,
+      );
+    assert.ok(commands.pretrain.parse(['--threads', String(Math.floor(cores / 2))]), 'its share is taken');
+    delete process.env.LOCAL_WORLD_SIZE; // started by hand: perhaps alone on its machine
+    assert.ok(commands.pretrain.parse(['--threads', String(cores)]), 'no LOCAL_WORLD_SIZE: not refused');
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+});
+
 test('ablate: --threads × --jobs above the cores is refused as --nproc-per-node is (each shard process took --threads threads)', (t) => {
   const cores = availableParallelism();
   if (cores < 2) return t.skip('one core: every --threads is the share');
