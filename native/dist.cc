@@ -23,6 +23,7 @@
 #include <memory>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -301,6 +302,9 @@ std::string readKey(int r) { return "semaim/read-failure/" + std::to_string(r); 
 std::string claimsKey(int r) { return "semaim/claims/" + std::to_string(r); }
 // How many ranks have posted that they joined or why they could not (one counter for every rank to poll).
 const std::string kArrivals = "semaim/arrivals";
+// Two ranks with other world sizes, "<rank> <size> <rank> <size>", posted by the rank that found them: a rank whose
+// WORLD_SIZE is below the other's ranks cannot see them, and waited for its own missing ranks until the timeout.
+const std::string kWorldSizeConflict = "semaim/world-size-conflict";
 
 bool has(c10d::Store& store, const std::string& key) { return store.check(std::vector<std::string>{key}); }
 std::vector<uint8_t> bytesOf(const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); }
@@ -329,6 +333,11 @@ void postFailure(c10d::Store& store, const InitOptions& o) {
   keepStoreUntilRead(store, o);
 }
 
+std::string worldSizeDisagreement(const InitOptions& o, int rank, const std::string& theirs) {
+  return "the ranks disagree on the world size: this one has WORLD_SIZE=" + std::to_string(o.size) + ", rank " + std::to_string(rank) +
+         " has WORLD_SIZE=" + theirs + "; start every worker with the same WORLD_SIZE";
+}
+
 // Waits until every rank has joined; throws RankCouldNotStart when one posted a failure, a timeout
 // naming the ranks that never came, and names a rank that was started with another world size.
 void meetEveryRank(c10d::Store& store, const InitOptions& o) {
@@ -352,6 +361,14 @@ void meetEveryRank(c10d::Store& store, const InitOptions& o) {
     if (arrived != seen) {
       seen = arrived;
       missing.clear();
+      if (has(store, kWorldSizeConflict)) {
+        std::vector<uint8_t> posted = store.get(kWorldSizeConflict);
+        std::istringstream in(std::string(posted.begin(), posted.end()));
+        int rankA = 0, sizeA = 0, rankB = 0, sizeB = 0;
+        in >> rankA >> sizeA >> rankB >> sizeB;
+        const bool aDiffers = sizeA != o.size;
+        throw RendezvousRefused(worldSizeDisagreement(o, aDiffers ? rankA : rankB, std::to_string(aDiffers ? sizeA : sizeB)));
+      }
       for (int r = 0; r < o.size; r++) {
         if (joined[r]) continue;
         if (has(store, failedKey(r))) {  // checked before 'joined': a rank posts one of the two
@@ -363,9 +380,11 @@ void meetEveryRank(c10d::Store& store, const InitOptions& o) {
         if (has(store, joinedKey(r))) {
           std::vector<uint8_t> size = store.get(joinedKey(r));
           std::string theirs(size.begin(), size.end());
-          if (theirs != std::to_string(o.size))
-            throw RendezvousRefused("the ranks disagree on the world size: this one has WORLD_SIZE=" + std::to_string(o.size) + ", rank " +
-                                        std::to_string(r) + " has WORLD_SIZE=" + theirs + "; start every worker with the same WORLD_SIZE");
+          if (theirs != std::to_string(o.size)) {
+            store.set(kWorldSizeConflict, bytesOf(std::to_string(o.rank) + " " + std::to_string(o.size) + " " + std::to_string(r) + " " + theirs));
+            store.add(kArrivals, 1);  // (the others read it when the count moves)
+            throw RendezvousRefused(worldSizeDisagreement(o, r, theirs));
+          }
           joined[r] = true;
         } else {
           missing.push_back(r);

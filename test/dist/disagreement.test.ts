@@ -334,9 +334,9 @@ test('pretrain with feature targets from another --teacher file on each machine:
   assert.ok(!existsSync(join(out, 'metrics.jsonl')), 'refused before any step');
 });
 
-test('workers started with different WORLD_SIZEs (2 on rank 0, 3 on rank 1) fail at the rendezvous saying so', { skip: gloo }, async () => {
-  const port = await dist.freePort();
-  const worker = (rank: number, world: number) => new Promise<NodeRun>((resolve) => {
+/** A worker of workers/launched.ts ('ok') with its own RANK and WORLD_SIZE; killed after 90 s (a hang). */
+function worldWorker(port: number, rank: number, world: number): Promise<NodeRun> {
+  return new Promise<NodeRun>((resolve) => {
     const child = spawn(process.execPath, [workerScript('launched'), 'ok'], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, RANK: String(rank), LOCAL_RANK: String(rank), WORLD_SIZE: String(world), LOCAL_WORLD_SIZE: String(world), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) },
@@ -347,12 +347,32 @@ test('workers started with different WORLD_SIZEs (2 on rank 0, 3 on rank 1) fail
     const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
     child.on('close', (code, signal) => { clearTimeout(timer); resolve({ code, signal, out }); });
   });
-  const runs = await Promise.all([worker(0, 2), worker(1, 3)]);
+}
+
+test('workers started with different WORLD_SIZEs (2 on rank 0, 3 on rank 1) fail at the rendezvous saying so', { skip: gloo }, async () => {
+  const port = await dist.freePort();
+  const runs = await Promise.all([worldWorker(port, 0, 2), worldWorker(port, 1, 3)]);
   for (const [rank, r] of runs.entries()) {
     assert.equal(r.signal, null, `rank ${rank} was killed (a hang):\n${r.out}`);
     assert.equal(r.code, 1, r.out);
     assert.match(r.out, new RegExp(`dist\\.init failed on rank ${rank} of ${rank + 2}.*the ranks disagree on the world size: this one has WORLD_SIZE=${rank + 2}`));
   }
+});
+
+// Rank 0 of 2 never sees rank 2 (beyond its world): it waited for its rank 1 until the timeout (60 s here, 30 min by
+// default), then said that rank 1 never came.
+test('a rank whose WORLD_SIZE is below another rank’s number (rank 0 of 2 beside rank 2 of 4) fails at once saying so too', { skip: gloo }, async () => {
+  const port = await dist.freePort();
+  const started = Date.now();
+  const runs = await Promise.all([worldWorker(port, 0, 2), worldWorker(port, 2, 4)]);
+  const seconds = (Date.now() - started) / 1000;
+  for (const [i, [rank, world, other]] of ([[0, 2, 4], [2, 4, 2]] as const).entries()) {
+    const r = runs[i];
+    assert.equal(r.signal, null, `rank ${rank} was killed (a hang):\n${r.out}`);
+    assert.equal(r.code, 1, r.out);
+    assert.match(r.out, new RegExp(`dist\\.init failed on rank ${rank} of ${world}.*the ranks disagree on the world size: this one has WORLD_SIZE=${world}, rank ${2 - rank} has WORLD_SIZE=${other}`));
+  }
+  assert.ok(seconds < 30, `both stopped at once, not at the 60 s timeout: ${seconds} s`);
 });
 
 test('a command that does not run data-parallel (export, ablate), started as one of 2 workers (torchrun), refuses instead of doing the whole work twice', () => {
