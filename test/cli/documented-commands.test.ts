@@ -118,6 +118,22 @@ test("README's list of the commands that read image files is the commands with -
   assert.deepEqual(listed, withOption);
 });
 
+test("README's shards row and docs/DATA-SHARDING.md name the commands whose --dataset takes shards", () => {
+  const withShards = Object.entries(commands)
+    .filter(([, c]) => ((c.options as Record<string, { choices?: readonly string[] }>).dataset?.choices ?? []).includes('shards'))
+    .map(([name]) => name)
+    .sort();
+  const listed = (text: string, re: RegExp): string[] => {
+    const m = re.exec(text.replace(/\s+/g, ' '));
+    assert.ok(m, `${re} not found`);
+    return [...m[1].matchAll(/`([a-z-]+)`/g)].map((x) => x[1]).sort();
+  };
+  const readme = readFileSync(join(REPO, 'README.md'), 'utf8');
+  assert.deepEqual(listed(readme, /tar shards \(`--dataset shards` of ([^)]*)\)/), withShards);
+  const sharding = readFileSync(join(REPO, 'docs', 'DATA-SHARDING.md'), 'utf8');
+  assert.deepEqual(listed(sharding, /((?:`[a-z-]+`(?:, | and ))+`[a-z-]+`) take `--dataset shards`/), withShards);
+});
+
 /** Paths of this repository that a document cites (src/..., test/..., scripts/..., bench/..., native/..., docs/...). */
 export function citedPaths(text: string): string[] {
   const out = new Set<string>();
