@@ -357,18 +357,24 @@ export function modelConfigFrom(o: PretrainOptions): SemAIMConfig {
 /**
  * On the CPU, attention holds each block's batch × heads × T × T map (float32, T = patches + 1): a
  * 8192² image in 32² patches asked for 34 GB in its first step, after the run folder was made. Refused
- * when one map with the model's state exceeds memory (a GPU's attention kernels hold no such map).
+ * when one map with the model's state exceeds memory (a GPU's attention kernels hold no such map),
+ * naming --batch-size and the largest that fits, or the image and patch size where not even one image does.
  */
 function checkAttentionFits(cfg: SemAIMConfig, o: PretrainOptions, memory: MachineMemory, stateBytes: number): void {
   if (o.device !== 'cpu') return;
   const tokens = (cfg.imgSize / cfg.patchSize) ** 2 + 1;
-  const map = o.batchSize * cfg.numHeads * tokens * tokens * 4;
+  const perImage = cfg.numHeads * tokens * tokens * 4;
+  const map = o.batchSize * perImage;
   if (map + stateBytes <= memory.bytes) return;
+  const gib = (bytes: number): string => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+  // the map alone, or the map with the state, is what exceeds memory: "22.6 GiB, more than 23.5 GiB" was the map alone
+  const need = map > memory.bytes ? '' : `; with the weights, gradients and AdamW state that is ${gib(map + stateBytes)}`;
+  const fits = Math.floor((memory.bytes - stateBytes) / perImage);
   throw new OptionError(
-    'imgSize',
-    `on the CPU one attention map of batch ${o.batchSize} × ${cfg.numHeads} heads × ${tokens}² tokens (${(cfg.imgSize / cfg.patchSize) ** 2} patches of ` +
-      `--img-size ${cfg.imgSize} / --patch-size ${cfg.patchSize}, and [CLS]) takes ${(map / 2 ** 30).toFixed(1)} GiB, more than ${memory.describe}: ` +
-      'a smaller --img-size, a larger --patch-size or a smaller --batch-size',
+    fits >= 1 ? 'batchSize' : 'imgSize',
+    `on the CPU one attention map of batch ${o.batchSize} × ${cfg.numHeads} heads × ${tokens}² tokens (${tokens - 1} patches of ` +
+      `--img-size ${cfg.imgSize} / --patch-size ${cfg.patchSize}, and [CLS]) takes ${gib(map)}${need}, more than ${memory.describe}: ` +
+      (fits >= 1 ? `a --batch-size of at most ${fits}, a smaller --img-size or a larger --patch-size` : 'a smaller --img-size or a larger --patch-size'),
   );
 }
 

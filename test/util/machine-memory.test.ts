@@ -52,6 +52,25 @@ test('on the CPU, a model whose attention map alone exceeds memory is refused, n
   assert.doesNotThrow(() => checkModelFits(modelConfigFrom(small), small, machineMemory(0, 24 * GiB)));
 });
 
+test('on the CPU, a batch whose attention map fits only without the model state is refused naming --batch-size and the largest that fits', () => {
+  // ViT-B/16 at 224²: one map is 12 × 197² × 4 bytes an image; 13,000 images take 22.6 GiB, under 24 GiB alone
+  const o: PretrainOptions = resolveOptions(PRETRAIN_OPTIONS, { batchSize: 13000 });
+  const cfg = modelConfigFrom({ ...o, device: 'cuda' });
+  const memory = machineMemory(0, 24 * GiB);
+  const fits = Math.floor((24 * GiB - semaimParameterCount(cfg) * 16) / (12 * 197 * 197 * 4));
+  assert.throws(
+    () => checkModelFits(cfg, o, memory),
+    (e: unknown) =>
+      e instanceof OptionError &&
+      e.key === 'batchSize' &&
+      // the map alone (22.6 GiB) was said to be "more than this machine's 24.0 GiB"
+      /takes 22\.6 GiB; with the weights, gradients and AdamW state that is 2[5-9]\.\d GiB, more than this machine's 24\.0 GiB/.test(e.message) &&
+      e.message.includes(`a --batch-size of at most ${fits},`),
+  );
+  assert.doesNotThrow(() => checkModelFits(cfg, { ...o, batchSize: fits }, memory));
+  assert.throws(() => checkModelFits(cfg, { ...o, batchSize: fits + 1 }, memory), /at most/);
+});
+
 test("the size estimate counts the model's parameters at any --mlp-ratio: the prediction head's and the MLPs' hidden widths as the model makes them", () => {
   // 12 × 4.125 = 49.5 hidden units: the model makes 49 (floor); ratio 8 makes the head twice as wide as ratio 4
   for (const mlpRatio of [4.125, 8]) {
