@@ -160,11 +160,21 @@ export function resolvePredictor(path: string, o: { verify?: boolean; encoder?: 
   return withErrorKind(() => findPredictor(path, o), checkpointError);
 }
 
+/** resolveClassifier's refusals of a path that is no fine-tuning run (an encoder file, a pre-training run). */
+const NOT_A_CLASSIFIER = /expected a fine-tuning run folder|predict needs a fine-tuning run's/;
+
 function findPredictor(path: string, o: { verify?: boolean; encoder?: string }): PredictorSource {
   const probeFile = join(path, 'probe.safetensors');
   if (!existsSync(probeFile) || !existsSync(join(path, 'linprobe.json'))) {
     if (o.encoder) throw new Error(`--encoder goes with a linear-probe folder; ${quotedPath(path)} has no probe.safetensors and linprobe.json`);
-    return { kind: 'finetune', ...resolveClassifier(path, o) };
+    try {
+      return { kind: 'finetune', ...resolveClassifier(path, o) };
+    } catch (e) {
+      // resolveClassifier speaks for the ONNX export too; predict also takes a linear probe's folder, which its refusal left unsaid
+      if (e instanceof CheckpointError && NOT_A_CLASSIFIER.test(e.message))
+        throw new CheckpointError(`${e.message}; or a semaim linprobe output folder (probe.safetensors and linprobe.json)`, e.code, { cause: e });
+      throw e;
+    }
   }
   const { metadata, tensors } = readSafetensorsHeader(probeFile);
   refuseOtherFormatVersion(metadata.format, probeFile);

@@ -352,6 +352,29 @@ test('predict refuses the checkpoint of a pre-training run, naming what it is', 
   }
 });
 
+test("predict's refusal of what is no fine-tuning run also names the linear probe's folder it takes", () => {
+  const root = mkdtempSync(join(tmpdir(), 'semaim-predict-what-'));
+  try {
+    const dir = join(root, 'run', 'checkpoints', 'step-00000001');
+    mkdirSync(dir, { recursive: true });
+    writeEncoder(dir, TINY, 1, 'model');
+    writeFileSync(join(dir, 'state.json'), '{}');
+    const encoder = writeEncoder(root, TINY, 2);
+    // an encoder file, a pre-training checkpoint: the refusal named only a fine-tuning run
+    for (const path of [encoder, dir])
+      assert.throws(
+        () => resolvePredictor(path, { verify: false }),
+        (e: unknown) =>
+          e instanceof Error &&
+          (e as { code?: string }).code === 'ERR_CHECKPOINT' &&
+          /; or a semaim linprobe output folder \(probe\.safetensors and linprobe\.json\)$/.test(e.message),
+        path,
+      );
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 test('predict of a linear-probe folder whose linprobe was stopped between the renames of its commit completes the commit: the new probe with its linprobe.json, never the old one', async () => {
   const root = mkdtempSync(join(tmpdir(), 'semaim-predict-torn-'));
   const fs = require('node:fs') as typeof import('node:fs'); // a plain object: its functions are replaceable
