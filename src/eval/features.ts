@@ -15,6 +15,7 @@ import { StopAgreement } from '../dist/agree';
 import { FeatureOverflowCheck } from './feature-overflow';
 import { allRowIndices, firstOccurrences, gatherRankFeatures, rowsPerRank, slicedRowIndices } from './gather-features';
 import { stderrLine } from '../util/console-line';
+import { checkSignalOption } from '../util/options';
 
 /** 'cls' and 'mean' read the tokens after the final norm; 'gap' is the authors' --global_pool (see Pooling). */
 export type FeaturePooling = 'cls' | 'mean' | 'gap';
@@ -138,6 +139,7 @@ export async function extractPooledFeatures(
   const bad = kinds.findIndex((k) => !FEATURE_POOLINGS.includes(k));
   if (bad >= 0) throw new RangeError(`features: pooling must be one of ${FEATURE_POOLINGS.join(', ')}, got ${String(kinds[bad])}`);
   if (!(Number.isInteger(o.batchSize) && o.batchSize > 0)) throw new RangeError(`features: batchSize must be a positive integer, got ${o.batchSize}`);
+  checkSignalOption(o.signal);
   const wasTraining = encoder.training;
   encoder.eval();
   const device = encoder.cls_token.device;

@@ -11,6 +11,7 @@ import { Accuracy, AccuracyTally } from './accuracy';
 import type { ProcessGroup } from '../dist';
 import { FeatureSet, checkLabels, setSize, shardGroup } from './features';
 import { StopAgreement } from '../dist/agree';
+import { checkSignalOption } from '../util/options';
 
 /**
  * Options of {@link knnClassify} and {@link knnClassifyAsync}: the k values, the
@@ -75,6 +76,7 @@ export function knnClassify(train: FeatureSet, test: FeatureSet, o: KnnOptions):
  * get no turn. The same results.
  */
 export async function knnClassifyAsync(train: FeatureSet, test: FeatureSet, o: KnnOptions): Promise<KnnResult[]> {
+  checkSignalOption(o.signal);
   const stop = new StopAgreement(o.group); // (every rank votes on the same blocks of test rows)
   await stop.throwIfAborted(o.signal);
   const steps = knnSteps(train, test, o);

@@ -635,6 +635,14 @@ export function checkJobHooks(given: unknown, table: Record<string, HookKind | r
   for (const [k, v] of Object.entries(given)) checkHookValue(k, v, table[k]);
 }
 
+/**
+ * Refuses a `signal` that is not an AbortSignal, for the functions that take it among options they check
+ * themselves (knnClassifyAsync, extractFeatures): an AbortController given as one never stopped them.
+ */
+export function checkSignalOption(signal: unknown): void {
+  checkHookValue('signal', signal, 'signal');
+}
+
 /** Refuses a hook's value `v` (undefined: none) that is not of `kinds`, naming its key `k`. */
 function checkHookValue(k: string, v: unknown, kinds: HookKind | readonly HookKind[]): void {
   const all = ([] as HookKind[]).concat(kinds);

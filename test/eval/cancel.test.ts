@@ -14,6 +14,8 @@ import {
   LINPROBE_OPTIONS,
   OptionError,
   SEGPROBE_OPTIONS,
+  VisionTransformer,
+  extractFeatures,
   knnClassifyAsync,
   readSegprobeConfig,
   resolveOptions,
@@ -26,7 +28,7 @@ import {
 } from '../../src';
 import { MemoryLabelledData } from '../../src/data';
 import type { SegData } from '../../src/data/seg-streams';
-import { toyImages, writeEncoder } from './helpers';
+import { TINY, toyImages, writeEncoder } from './helpers';
 import { squares } from './seg-helpers';
 
 torch.setNumThreads(1);
@@ -123,6 +125,20 @@ test('knnClassifyAsync aborted between blocks of queries rejects before the next
   } finally {
     bank.features.dispose();
     queries.features.dispose();
+  }
+});
+
+test('knnClassifyAsync and extractFeatures refuse an AbortController given as signal, which never stopped them', async () => {
+  const bank = { features: torch.keep(torch.randn([16, 8])), labels: Int32Array.from({ length: 16 }, (_, i) => i % 2) };
+  const encoder = new VisionTransformer(TINY).initWeights(1);
+  const controller = new AbortController();
+  const refused = (e: unknown) => e instanceof OptionError && e.key === 'signal' && /expected an AbortSignal/.test(e.detail);
+  try {
+    await assert.rejects(knnClassifyAsync(bank, bank, { ks: [3], numClasses: 2, label: null, signal: controller as never }), refused);
+    await assert.rejects(extractFeatures(encoder, toyImages(8, 2, 8, 1), { batchSize: 4, pooling: 'cls', label: null, signal: controller as never }), refused);
+  } finally {
+    bank.features.dispose();
+    encoder.dispose();
   }
 });
 
