@@ -1911,6 +1911,23 @@ test('`semaim shards` starts its progress line before the first shard (its clock
   assert.match(stderr.join(''), /^shards \[#{20}\] 23\/23 \| (img\/s [\d.]+ \| )?elapsed 0:\d\d ETA 0:00$/m);
 });
 
+test('the progress reaches the total when the files left for the last shard cannot be read when their turn comes (the bar stopped short, and a log showed no end)', async () => {
+  const dir = join(root, 'progress-last-unreadable');
+  const { without: input } = foldersWithout(dir, { name: 'x.jpg', bytes: 0 });
+  const events: string[] = [];
+  const r = await packImageFolder({
+    input,
+    output: join(dir, 'out'),
+    shardSize: 2,
+    onProgress: (done, total) => {
+      events.push(`${done}/${total}`);
+      if (done === 2) rmSync(join(input, 'c', '02.jpg')); // the one image of the last shard, gone before its turn
+    },
+  });
+  assert.equal(r.samples, 4);
+  assert.deepEqual(events, ['2/5', '4/5', '5/5']);
+});
+
 test("`semaim shards` packs as the packer does with the same options; its defaults are the packer's (1,000 images per shard, class by class, no .json, seed 0 for --shuffle); --shard-size 0 is an option error; a folder that holds a set is replaced only with --overwrite", async () => {
   const dir = join(root, 'cli-options');
   const jpg = await encode(picture(8, 8, 1), 8, 8, 3, 'jpeg');

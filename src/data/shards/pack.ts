@@ -441,6 +441,7 @@ async function packInto(
       writing = null;
       if (count === 0) {
         f.abort(); // the files left for it were all unreadable
+        o.onProgress?.(next, n); // (every image has had its turn: the line ends at the total)
         break;
       }
       staged.push(f);
